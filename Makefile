@@ -1,0 +1,50 @@
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: all install install-python install-system install-postgres run format lint typecheck \
+        test test-unit test-integration clean
+
+all: lint typecheck test
+
+install: install-python install-system
+
+install-python:
+	@scripts/bootstrap.sh python
+
+install-system:
+	@scripts/bootstrap.sh system
+
+install-postgres:
+	@scripts/bootstrap.sh postgres
+
+## Run the whole system in the foreground: API :8000, S3 :9000, one worker. Ctrl-C stops.
+run: install
+	$(BIN)/python scripts/run_local.py
+
+format: install-python
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+lint: install-python
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-python
+	$(BIN)/mypy
+
+## Everything CI runs: lint, types, unit and integration tests against real services.
+test: install install-postgres lint typecheck
+	$(BIN)/pytest
+
+test-unit: install-python
+	$(BIN)/pytest tests/unit
+
+test-integration: install install-postgres
+	$(BIN)/pytest -m integration
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run *.egg-info

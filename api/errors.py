@@ -1,0 +1,112 @@
+"""Every error leaves the API as {"error": {"code", "message"}}: no stack traces, no paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import AppError
+from shared.models import ErrorResponse
+
+log = structlog.get_logger("api")
+
+_DEFAULT_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    410: "gone",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An HTTP error with our machine-readable code."""
+
+    def __init__(
+        self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(
+            status_code=status_code, detail={"code": code, "message": message}, headers=headers
+        )
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}, **extra}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the given statuses, all of shape ErrorResponse."""
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": _DEFAULT_CODES.get(status, "error").replace("_", " "),
+        }
+        for status in statuses
+    }
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        parts.append(
+            f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))
+        )
+    return "The request is not valid: " + "; ".join(parts) + "."
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict) and "code" in exc.detail:
+            body = error_body(str(exc.detail["code"]), str(exc.detail.get("message", "")))
+        else:
+            code = _DEFAULT_CODES.get(exc.status_code, "error")
+            message = (
+                exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+            )
+            if exc.status_code == 404:
+                message = "There is nothing at this address."
+            body = error_body(code, str(message).rstrip(".") + ".")
+        return JSONResponse(
+            body, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("validation_error", _describe_validation(exc), details=details),
+            status_code=422,
+        )
+
+    @app.exception_handler(AppError)
+    async def app_error(_request: Request, exc: AppError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("request_failed", code=exc.code, error=exc.message)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_exception", exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side; please try again."),
+            status_code=500,
+        )

@@ -1,0 +1,99 @@
+"""The FastAPI app: lifespan (engine, storage, publisher), middleware, routers, /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import make_asgi_app
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import register_error_handlers
+from api.metrics import RequestMetricsMiddleware
+from api.routes import health, jobs, uploads
+from shared.config import Settings, get_settings
+from shared.db import create_tables, make_engine
+from shared.errors import StorageError
+from shared.logging import configure_logging
+from shared.queue import Publisher
+from shared.storage import Storage
+
+log = structlog.get_logger("api")
+
+DESCRIPTION = """
+Turn videos into MP3s. The flow:
+
+1. `POST /v1/uploads` → a presigned `url` and the `headers` to send.
+2. `PUT` the file's bytes to that URL (straight to object storage; never through this API).
+3. `POST /v1/jobs` with the `upload_id` → a queued job.
+4. `GET /v1/jobs/{id}` until `status` is `completed` (or `failed`, with `error`).
+5. `GET /v1/jobs/{id}/download` → redirect to the MP3.
+
+Every error body is `{"error": {"code": "snake_case", "message": "A sentence."}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_format)
+        engine = make_engine(settings)
+        await run_in_threadpool(create_tables, engine)
+        storage = Storage(settings)
+        if settings.s3_create_bucket:
+            try:
+                await run_in_threadpool(storage.ensure_bucket)
+            except StorageError:
+                log.warning("bucket_setup_failed", bucket=settings.s3_bucket)
+        publisher = Publisher(settings)
+        app.state.engine, app.state.storage, app.state.publisher = engine, storage, publisher
+        log.info("api_started", database=engine.url.get_backend_name(), bucket=settings.s3_bucket)
+        yield
+        await run_in_threadpool(publisher.close_quietly)
+        engine.dispose()
+
+    app = FastAPI(
+        title="video2mp3",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    register_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(RequestMetricsMiddleware)
+    app.include_router(health.router)
+    app.include_router(uploads.router)
+    app.include_router(jobs.router)
+    app.mount("/metrics", make_asgi_app())
+    _mount_frontend(app, Path(settings.frontend_dir))
+    return app
+
+
+def _mount_frontend(app: FastAPI, directory: Path) -> None:
+    index = directory / "index.html"
+    if not index.is_file():
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(index)
+
+    app.mount("/", StaticFiles(directory=directory), name="frontend")
+
+
+app = create_app()

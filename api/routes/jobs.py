@@ -1,0 +1,177 @@
+"""Jobs: create from an upload, read, list, download."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import RedirectResponse
+
+from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep
+from api.errors import ApiError, error_responses
+from api.metrics import JOBS_CREATED
+from shared import jobs
+from shared.errors import ConflictError, QueueError
+from shared.models import Job, JobCreate, JobPublic, JobsPublic, JobStatus, as_utc, utcnow
+from shared.queue import JobMessage
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = structlog.get_logger("api.jobs")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeat a create safely: the same key and body return the same job.",
+    ),
+]
+
+
+def _request_hash(body: JobCreate) -> str:
+    return hashlib.sha256(body.model_dump_json(exclude_none=True).encode()).hexdigest()
+
+
+def _replay(existing: Job, request_hash: str, response: Response) -> JobPublic:
+    if existing.request_hash != request_hash:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            "That Idempotency-Key was already used with a different request body.",
+        )
+    response.headers["Idempotent-Replayed"] = "true"
+    return JobPublic.from_job(existing)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    responses=error_responses(404, 409, 410, 422, 503),
+    summary="Convert an uploaded file to MP3",
+)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    session: SessionDep,
+    storage: StorageDep,
+    publisher: PublisherDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobPublic:
+    """Queue a conversion of an upload whose bytes have been PUT.
+
+    The upload must exist in storage with its declared size (else 409
+    `upload_incomplete`). With an `Idempotency-Key`, repeating the request returns the
+    same job instead of creating another.
+    """
+    request_hash = _request_hash(body)
+    if idempotency_key:
+        existing = jobs.find_by_idempotency_key(session=session, key=idempotency_key)
+        if existing is not None:
+            return _replay(existing, request_hash, response)
+
+    upload = jobs.get_upload(session=session, upload_id=body.upload_id)
+    if jobs.upload_has_job(session=session, upload_id=upload.id):
+        raise ApiError(
+            409,
+            "upload_already_used",
+            "That upload already has a job; upload the file again to convert it again.",
+        )
+    info = storage.stat(upload.key)
+    if info is None or info.size_bytes != upload.size_bytes:
+        expires_at = as_utc(upload.expires_at)
+        if info is None and expires_at is not None and expires_at < utcnow():
+            raise ApiError(
+                410,
+                "upload_expired",
+                "The upload URL expired before the file arrived; start a new upload.",
+            )
+        got = "nothing" if info is None else f"{info.size_bytes} bytes"
+        raise ApiError(
+            409,
+            "upload_incomplete",
+            f"The upload is not complete: expected {upload.size_bytes} bytes, storage has {got}.",
+        )
+    try:
+        job = jobs.create_job(
+            session=session,
+            upload=upload,
+            options=body.options.model_dump(exclude_none=True),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    except ConflictError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            existing = jobs.find_by_idempotency_key(session=session, key=idempotency_key)
+            if existing is not None:
+                return _replay(existing, request_hash, response)
+        raise
+    try:
+        publisher.publish(JobMessage(job_id=job.id))
+    except QueueError:
+        # Nothing half-created: the row goes, the client may retry with the same key.
+        jobs.delete_job(session=session, job_id=job.id)
+        JOBS_CREATED.labels("queue_unavailable").inc()
+        raise
+    JOBS_CREATED.labels("created").inc()
+    log.info("job_created", job_id=job.id, input_bytes=upload.size_bytes)
+    return JobPublic.from_job(job)
+
+
+@router.get(
+    "", response_model=JobsPublic, responses=error_responses(422), summary="List jobs, newest first"
+)
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> JobsPublic:
+    try:
+        rows, next_cursor = jobs.list_jobs(
+            session=session, status=status, limit=limit, cursor=cursor
+        )
+    except jobs.InvalidCursorError as exc:
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API handed out.") from exc
+    return JobsPublic(items=[JobPublic.from_job(j) for j in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{job_id}", response_model=JobPublic, responses=error_responses(404), summary="Get a job"
+)
+def get_job(job_id: str, session: SessionDep) -> JobPublic:
+    """Status, progress (0..100), output facts when completed, error when failed."""
+    return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id))
+
+
+@router.get(
+    "/{job_id}/download",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={
+        307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
+        **error_responses(404, 409),
+    },
+    summary="Download the MP3",
+)
+def download(
+    job_id: str, session: SessionDep, storage: StorageDep, settings: SettingsDep
+) -> RedirectResponse:
+    """Redirects to the MP3, named after the original file (`<stem>.mp3`)."""
+    job = jobs.get_job(session=session, job_id=job_id)
+    if job.status != JobStatus.completed or not job.output_key:
+        message = (
+            "The job failed, so there is no MP3 to download."
+            if job.status == JobStatus.failed
+            else f"The job is {job.status}; the MP3 can be downloaded once it is completed."
+        )
+        raise ApiError(409, "not_ready", message)
+    url = storage.presign_download(
+        job.output_key, filename=job.input_filename, expires_s=settings.download_url_expires_s
+    )
+    return RedirectResponse(url, status_code=307)

@@ -1,0 +1,89 @@
+"""POST /v1/uploads: an upload row and a presigned PUT URL. The bytes never touch the API."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from api.deps import SessionDep, SettingsDep, StorageDep
+from api.errors import ApiError, error_responses
+from api.metrics import UPLOADS_PRESIGNED
+from shared import jobs
+from shared.models import UploadCreate, UploadPublic, new_id, utcnow
+from shared.storage import sanitize_filename
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+_MEDIA_TYPE = re.compile(r"^(video|audio)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+def is_accepted_content_type(content_type: str) -> bool:
+    return content_type == "application/octet-stream" or bool(_MEDIA_TYPE.match(content_type))
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadPublic,
+    responses=error_responses(413, 415, 422, 503),
+    summary="Get a presigned URL to upload a video",
+)
+def create_upload(
+    body: UploadCreate, settings: SettingsDep, session: SessionDep, storage: StorageDep
+) -> UploadPublic:
+    """Reserve an upload and return a presigned PUT URL.
+
+    PUT the file's bytes to `url` with exactly the returned `headers`, then create a job
+    with `POST /v1/jobs`. The object key is chosen by the server.
+    """
+    if body.size_bytes > settings.max_upload_bytes:
+        raise ApiError(
+            413,
+            "upload_too_large",
+            f"The file is {human_bytes(body.size_bytes)}; the largest accepted is "
+            f"{human_bytes(settings.max_upload_bytes)}.",
+        )
+    if not is_accepted_content_type(body.content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Files of type {body.content_type!r} are not accepted; send a video or audio file "
+            "(video/*, audio/* or application/octet-stream).",
+        )
+    upload_id = new_id()
+    key = f"uploads/{upload_id}/{sanitize_filename(body.filename, default='video')}"
+    url, headers = storage.presign_put(
+        key,
+        content_type=body.content_type,
+        size_bytes=body.size_bytes,
+        expires_s=settings.upload_url_expires_s,
+    )
+    expires_at = utcnow() + timedelta(seconds=settings.upload_url_expires_s)
+    jobs.create_upload(
+        session=session,
+        upload_id=upload_id,
+        key=key,
+        filename=body.filename,
+        content_type=body.content_type,
+        size_bytes=body.size_bytes,
+        expires_at=expires_at,
+    )
+    UPLOADS_PRESIGNED.inc()
+    return UploadPublic(
+        upload_id=upload_id,
+        url=url,
+        headers=headers,
+        expires_at=expires_at,
+        max_size_bytes=settings.max_upload_bytes,
+    )

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need on a fresh Debian machine, and only what
+# is missing. Usage: scripts/bootstrap.sh python|system|postgres
+#   python    virtualenv in .venv with the project and its dev tools
+#   system    ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running)
+#   postgres  PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+APT_UPDATED=0
+
+say() { printf '==> %s\n' "$*"; }
+
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@"
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-
+}
+
+wait_for_port() {
+  local port=$1 what=$2 tries=${3:-60}
+  for _ in $(seq "$tries"); do
+    if port_open "$port"; then return 0; fi
+    sleep 1
+  done
+  echo "error: $what did not start listening on 127.0.0.1:$port" >&2
+  return 1
+}
+
+find_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  echo "error: Python 3.11 or newer is required (apt-get install python3)" >&2
+  return 1
+}
+
+install_python() {
+  local stamp="$VENV/.installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return 0; fi
+  local py
+  py=$(find_python)
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"
+      say "installing python3-venv (apt-get)"
+      apt_install python3-venv
+      "$py" -m venv "$VENV"
+    fi
+  fi
+  say "installing Python dependencies (pip)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  touch "$stamp"
+}
+
+install_system() {
+  local missing=()
+  command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+  command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (apt-get)"
+    apt_install "${missing[@]}"
+  fi
+  start_rabbitmq
+}
+
+start_rabbitmq() {
+  # Only a local broker is ours to start; a remote V2M_AMQP_URL is the user's business.
+  case "${V2M_AMQP_URL:-amqp://127.0.0.1}" in
+    *@127.0.0.1* | *@localhost* | amqp://127.0.0.1* | amqp://localhost*) ;;
+    *) return 0 ;;
+  esac
+  if port_open 5672; then return 0; fi
+  say "starting RabbitMQ"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl start rabbitmq-server
+  else
+    $SUDO rabbitmq-server -detached
+  fi
+  wait_for_port 5672 RabbitMQ 90
+}
+
+install_postgres() {
+  if port_open 5432; then return 0; fi
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    say "installing postgresql (apt-get)"
+    apt_install postgresql
+  fi
+  say "starting PostgreSQL"
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
+    $SUDO pg_ctlcluster "$version" main start
+  wait_for_port 5432 PostgreSQL 60
+  # The tests connect as postgres:postgres over TCP (trust or password auth both work).
+  $SUDO su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+}
+
+case "${1:-}" in
+  python) install_python ;;
+  system) install_system ;;
+  postgres) install_postgres ;;
+  *)
+    echo "usage: $0 python|system|postgres" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,186 @@
+"""`make run`: the whole system in the foreground, for a laptop.
+
+Starts an S3 endpoint on :9000 (a MinIO server if `minio` is on PATH, otherwise moto's
+server, in memory: objects vanish when it stops), the API on :8000 and one worker (more
+with --workers N), prefixes their logs, and stops them all cleanly on Ctrl-C. RabbitMQ and
+ffmpeg are installed and started by `scripts/bootstrap.sh system` before this runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+COLOURS = {"s3": "35", "api": "36", "worker": "33"}
+
+
+def wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"{what} exited during start-up (code {proc.returncode}); see its log above"
+            )
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not listen on :{port} within {timeout:.0f} s")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def pump(name: str, stream: IO[bytes]) -> None:
+    colour = COLOURS.get(name.split("-")[0], "0")
+    tty = sys.stdout.isatty()
+    prefix = f"\033[{colour}m{name:>8} |\033[0m " if tty else f"{name:>8} | "
+    for raw in iter(stream.readline, b""):
+        sys.stdout.write(prefix + raw.decode("utf-8", "replace"))
+        sys.stdout.flush()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--s3-port", type=int, default=9000)
+    args = parser.parse_args()
+
+    RUN_DIR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("V2M_DATABASE_URL", f"sqlite:///{RUN_DIR / 'video2mp3.db'}")
+    env.setdefault("V2M_S3_ENDPOINT_URL", f"http://127.0.0.1:{args.s3_port}")
+    env.setdefault("V2M_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
+    env.setdefault("V2M_TMP_DIR", str(RUN_DIR / "tmp"))
+    Path(env["V2M_TMP_DIR"]).mkdir(parents=True, exist_ok=True)
+    bin_dir = Path(sys.executable).parent
+
+    for port, what in ((args.s3_port, "S3"), (args.api_port, "API")):
+        if not port_free(port):
+            raise SystemExit(
+                f"port {port} ({what}) is already in use; stop whatever holds it first"
+            )
+
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        name: str, argv: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**env, **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        threading.Thread(target=pump, args=(name, proc.stdout), daemon=True).start()
+        procs.append((name, proc))
+        return proc
+
+    minio = shutil.which("minio")
+    if minio:
+        env.setdefault("V2M_S3_ACCESS_KEY", "video2mp3")
+        env.setdefault("V2M_S3_SECRET_KEY", "video2mp3-local-only")
+        s3 = start(
+            "s3",
+            [
+                minio,
+                "server",
+                str(RUN_DIR / "minio"),
+                "--address",
+                f"127.0.0.1:{args.s3_port}",
+                "--quiet",
+            ],
+            {
+                "MINIO_ROOT_USER": env["V2M_S3_ACCESS_KEY"],
+                "MINIO_ROOT_PASSWORD": env["V2M_S3_SECRET_KEY"],
+            },
+        )
+        s3_kind = "MinIO (data kept in .run/minio)"
+    else:
+        s3 = start("s3", [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(args.s3_port)])
+        s3_kind = "moto's S3 server (in memory: files vanish when it stops)"
+    wait_for_port(args.s3_port, "S3", s3)
+
+    api = start(
+        "api",
+        [
+            str(bin_dir / "uvicorn"),
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.api_port),
+            "--no-access-log",
+        ],
+    )
+    wait_for_port(args.api_port, "API", api)
+    for i in range(args.workers):
+        start(
+            f"worker-{i + 1}" if args.workers > 1 else "worker",
+            [sys.executable, "-m", "worker"],
+            {"V2M_WORKER_METRICS_PORT": str(9100 + i)},
+        )
+
+    print(
+        f"\nvideo2mp3 is running:\n"
+        f"  page      http://127.0.0.1:{args.api_port}/\n"
+        f"  API docs  http://127.0.0.1:{args.api_port}/docs\n"
+        f"  S3        http://127.0.0.1:{args.s3_port}  ({s3_kind})\n"
+        f"  workers   {args.workers} (metrics on :9100+)\n"
+        f"Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+    stopping = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    exit_code = 0
+    while not stopping.is_set():
+        for name, proc in procs:
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping everything", flush=True)
+                exit_code = 1
+                stopping.set()
+                break
+        stopping.wait(0.5)
+
+    print("\nstopping...", flush=True)
+    # Workers first (they finish their job), then the API, then storage.
+    for name, proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60 if name.startswith("worker") else 15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    print("stopped.", flush=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The one settings object, read from `V2M_*` environment variables (and `.env`).
+
+API and worker share it so that a deployment configures both with one ConfigMap.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "minioadmin", "testing"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="V2M_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    # Database: SQLite by default, PostgreSQL in Compose/Kubernetes.
+    database_url: str = "sqlite:///./video2mp3.db"
+
+    # RabbitMQ
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    queue_name: str = "transcode"
+    publish_timeout_s: float = 5.0
+
+    # Object storage (S3 / MinIO). The API and worker reach `s3_endpoint_url`;
+    # browsers reach `s3_public_endpoint_url`, which presigned URLs are signed for.
+    s3_endpoint_url: str | None = "http://127.0.0.1:9000"
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str = "video2mp3"
+    s3_access_key: str = "testing"
+    s3_secret_key: str = "testing"
+    s3_region: str = "us-east-1"
+    s3_create_bucket: bool = True
+    s3_cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+
+    # Limits
+    max_upload_bytes: int = 2 * GiB
+    upload_url_expires_s: int = 3600
+    download_url_expires_s: int = 3600
+    input_url_expires_s: int = 6 * 3600
+
+    # API
+    cors_origins: list[str] = Field(default_factory=list)
+    frontend_dir: str = "frontend"
+
+    # Worker
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    worker_drain_timeout_s: float = 1800.0
+    worker_metrics_port: int = 9100
+    job_timeout_s: float = 3600.0
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff_base_s: float = 2.0
+    retry_backoff_max_s: float = 300.0
+    progress_interval_s: float = 1.0
+    tmp_dir: str | None = None
+    ffmpeg_bin: str = "ffmpeg"
+    ffprobe_bin: str = "ffprobe"
+
+    @property
+    def public_endpoint(self) -> str | None:
+        return self.s3_public_endpoint_url or self.s3_endpoint_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production" and self.s3_secret_key in _PLACEHOLDER_SECRETS:
+            raise ValueError("V2M_S3_SECRET_KEY is a placeholder; set a real secret in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

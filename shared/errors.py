@@ -1,0 +1,73 @@
+"""Exception tree shared by the API and the worker.
+
+    AppError                      base; carries a machine-readable ``code`` and a sentence
+    ├── NotFoundError             a job or upload that does not exist (permanent)
+    ├── ConflictError             the request clashes with current state (permanent)
+    ├── StorageError              object storage unreachable or failing (retryable)
+    ├── QueueError                RabbitMQ unreachable or refusing a publish (retryable)
+    └── TranscodeError            ffprobe/ffmpeg could not produce the MP3
+        ├── MediaError            the input itself is unusable (permanent)
+        └── TransientTranscodeError  ffmpeg was killed or timed out (retryable)
+
+``retryable`` tells the worker whether another attempt could succeed: the worker retries
+retryable errors with backoff and fails the job at once on permanent ones. Library
+exceptions (botocore, pika, subprocess) are translated into these at the adapter edge, so
+callers never see a library's own exception types.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    code: str = "internal_error"
+    retryable: bool = False
+    status_code: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        #: extra context for operators' logs only (e.g. ffmpeg's last stderr lines); never
+        #: shown to users.
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class NotFoundError(AppError):
+    code = "not_found"
+    status_code = 404
+
+
+class ConflictError(AppError):
+    code = "conflict"
+    status_code = 409
+
+
+class StorageError(AppError):
+    code = "storage_unavailable"
+    retryable = True
+    status_code = 503
+
+
+class QueueError(AppError):
+    code = "queue_unavailable"
+    retryable = True
+    status_code = 503
+
+
+class TranscodeError(AppError):
+    code = "transcode_failed"
+    status_code = 500
+
+
+class MediaError(TranscodeError):
+    """The input cannot be converted, whatever we retry (no audio, not media, ...)."""
+
+    code = "unsupported_media"
+    retryable = False
+    status_code = 422
+
+
+class TransientTranscodeError(TranscodeError):
+    code = "transcode_interrupted"
+    retryable = True

@@ -1,0 +1,252 @@
+"""Job and upload state transitions: the only code that writes those rows.
+
+Keyword-only functions taking a Session, used by the API (create, read, list) and the
+worker (start, progress, finish). Transitions are guarded in SQL so that a late or
+duplicate worker can never move a finished job backwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from shared.errors import ConflictError, NotFoundError
+from shared.models import Job, JobStatus, Upload, as_utc, utcnow
+
+ACTIVE = (JobStatus.queued, JobStatus.processing)
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def create_upload(
+    *,
+    session: Session,
+    upload_id: str,
+    key: str,
+    filename: str,
+    content_type: str,
+    size_bytes: int,
+    expires_at: datetime,
+) -> Upload:
+    upload = Upload(
+        id=upload_id,
+        key=key,
+        filename=filename,
+        content_type=content_type,
+        size_bytes=size_bytes,
+        expires_at=expires_at,
+    )
+    session.add(upload)
+    session.commit()
+    return upload
+
+
+def get_upload(*, session: Session, upload_id: str) -> Upload:
+    upload = session.get(Upload, upload_id)
+    if upload is None:
+        raise NotFoundError("No upload has that id.", code="upload_not_found")
+    return upload
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def get_job(*, session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError("No job has that id.", code="job_not_found")
+    return job
+
+
+def upload_has_job(*, session: Session, upload_id: str) -> bool:
+    return session.exec(select(Job.id).where(Job.upload_id == upload_id)).first() is not None
+
+
+def find_by_idempotency_key(*, session: Session, key: str) -> Job | None:
+    return session.exec(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def create_job(
+    *,
+    session: Session,
+    upload: Upload,
+    options: dict[str, Any],
+    idempotency_key: str | None,
+    request_hash: str | None,
+) -> Job:
+    """Insert a queued job; raises ConflictError if the upload already has one."""
+    job = Job(
+        upload_id=upload.id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        input_key=upload.key,
+        input_filename=upload.filename,
+        input_size_bytes=upload.size_bytes,
+        options=options,
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(
+            "That upload already has a job; upload the file again to convert it again.",
+            code="upload_already_used",
+        ) from exc
+    return job
+
+
+def delete_job(*, session: Session, job_id: str) -> None:
+    job = session.get(Job, job_id)
+    if job is not None:
+        session.delete(job)
+        session.commit()
+
+
+def encode_cursor(job: Job) -> str:
+    created = as_utc(job.created_at)
+    assert created is not None
+    raw = json.dumps([created.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_s, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_s), str(job_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursorError from exc
+
+
+class InvalidCursorError(ValueError):
+    pass
+
+
+def list_jobs(
+    *, session: Session, status: JobStatus | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor:
+        created, job_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                col(Job.created_at) < created,
+                and_(col(Job.created_at) == created, col(Job.id) < job_id),
+            )
+        )
+    query = query.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
+    rows = list(session.exec(query).all())
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def start_attempt(*, session: Session, job_id: str) -> Job | None:
+    """Mark an active job processing and count the attempt; None if already finished."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        .values(
+            status=JobStatus.processing,
+            attempts=Job.attempts + 1,
+            progress=0,
+            started_at=now,
+            updated_at=now,
+            error_code=None,
+            error_message=None,
+        )
+    )
+    session.commit()
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    job = session.get(Job, job_id)
+    if job is not None:
+        session.refresh(job)
+    return job
+
+
+def set_progress(*, session: Session, job_id: str, progress: int) -> None:
+    session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status) == JobStatus.processing)
+        .values(progress=max(0, min(99, progress)), updated_at=utcnow())
+    )
+    session.commit()
+
+
+def complete(
+    *,
+    session: Session,
+    job_id: str,
+    output_key: str,
+    size_bytes: int,
+    duration_s: float,
+    bitrate_kbps: int | None,
+) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        .values(
+            status=JobStatus.completed,
+            progress=100,
+            finished_at=now,
+            updated_at=now,
+            output_key=output_key,
+            output_size_bytes=size_bytes,
+            output_duration_s=duration_s,
+            output_bitrate_kbps=bitrate_kbps,
+            error_code=None,
+            error_message=None,
+        )
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail(*, session: Session, job_id: str, code: str, message: str) -> bool:
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        .values(
+            status=JobStatus.failed,
+            finished_at=now,
+            updated_at=now,
+            error_code=code,
+            error_message=message[:1024],
+        )
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue_for_retry(*, session: Session, job_id: str, code: str, message: str) -> None:
+    """Back to queued between attempts; the last error is kept for operators."""
+    session.execute(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status) == JobStatus.processing)
+        .values(
+            status=JobStatus.queued,
+            progress=0,
+            updated_at=utcnow(),
+            error_code=code,
+            error_message=message[:1024],
+        )
+    )
+    session.commit()

@@ -1,0 +1,249 @@
+"""Database tables and the v1 API's request/response schemas."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import JSON, Column, DateTime, Index
+from sqlmodel import Field as SQLField
+from sqlmodel import SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    completed = "completed"
+    failed = "failed"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed})
+
+
+# --------------------------------------------------------------------------- options
+
+
+class JobOptions(BaseModel):
+    """How to encode. Leave everything out for VBR quality 2 at the source's rate."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"bitrate_kbps": 192, "channels": 2}, {"quality": 2}]},
+    )
+
+    bitrate_kbps: int | None = Field(
+        default=None, ge=64, le=320, description="Constant bitrate in kbit/s (64..320)."
+    )
+    quality: int | None = Field(
+        default=None, ge=0, le=9, description="LAME VBR quality, 0 (best) .. 9 (smallest)."
+    )
+    sample_rate_hz: Literal[22050, 32000, 44100, 48000] | None = Field(
+        default=None, description="Output sample rate; default keeps 44.1/48 kHz as the source."
+    )
+    channels: Literal[1, 2] | None = Field(
+        default=None, description="1 = mono, 2 = stereo; default stereo (mono sources stay mono)."
+    )
+
+    @model_validator(mode="after")
+    def _bitrate_or_quality(self) -> JobOptions:
+        if self.bitrate_kbps is not None and self.quality is not None:
+            raise ValueError("give either bitrate_kbps (CBR) or quality (VBR), not both")
+        return self
+
+    @property
+    def is_default(self) -> bool:
+        return not self.model_dump(exclude_none=True)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+class Upload(SQLModel, table=True):
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    key: str = SQLField(max_length=512)
+    filename: str = SQLField(max_length=1024)
+    content_type: str = SQLField(max_length=255)
+    size_bytes: int
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    expires_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Job(SQLModel, table=True):
+    __table_args__ = (Index("ix_job_created_id", "created_at", "id"),)
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    upload_id: str = SQLField(foreign_key="upload.id", unique=True, max_length=36)
+    idempotency_key: str | None = SQLField(default=None, unique=True, max_length=255)
+    request_hash: str | None = SQLField(default=None, max_length=64)
+    status: str = SQLField(default=JobStatus.queued, index=True, max_length=16)
+    progress: int = 0
+    attempts: int = 0
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    started_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    finished_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    updated_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    input_key: str = SQLField(max_length=512)
+    input_filename: str = SQLField(max_length=1024)
+    input_size_bytes: int
+    options: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    output_key: str | None = SQLField(default=None, max_length=512)
+    output_size_bytes: int | None = None
+    output_duration_s: float | None = None
+    output_bitrate_kbps: int | None = None
+    error_code: str | None = SQLField(default=None, max_length=64)
+    error_message: str | None = SQLField(default=None, max_length=1024)
+
+
+# --------------------------------------------------------------------------- API schemas
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Machine-readable snake_case code.")
+    message: str = Field(description="A sentence a person understands.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error body has this shape."""
+
+    error: ErrorInfo
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": {"code": "job_not_found", "message": "No job has that id."}}]
+        }
+    )
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"filename": "holiday.mp4", "content_type": "video/mp4", "size_bytes": 1048576}
+            ]
+        },
+    )
+
+    filename: str = Field(
+        min_length=1, max_length=1024, description="The file's name on the user's disk."
+    )
+    content_type: str = Field(
+        min_length=1, max_length=255, description="video/*, audio/* or application/octet-stream."
+    )
+    size_bytes: int = Field(ge=0, description="Exact size of the file the client will PUT.")
+
+    @field_validator("content_type")
+    @classmethod
+    def _normalise_content_type(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class UploadPublic(BaseModel):
+    upload_id: str
+    url: str = Field(description="Presigned URL to PUT the file's bytes to.")
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="Headers the PUT must carry, exactly.")
+    expires_at: datetime
+    max_size_bytes: int
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"upload_id": "0b6f3c1e-8d0a-4d55-9a43-3e5f8f9b2a10", "options": {"quality": 2}}
+            ]
+        },
+    )
+
+    upload_id: str = Field(min_length=1, max_length=64)
+    options: JobOptions = Field(default_factory=JobOptions)
+
+
+class JobInput(BaseModel):
+    filename: str
+    size_bytes: int
+
+
+class JobOutput(BaseModel):
+    size_bytes: int
+    duration_s: float
+    bitrate_kbps: int | None
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    progress: int = Field(ge=0, le=100)
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    input: JobInput
+    options: JobOptions
+    output: JobOutput | None
+    error: ErrorInfo | None
+    attempts: int = Field(description="How many times a worker has started this job.")
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobPublic:
+        output = None
+        if job.status == JobStatus.completed and job.output_size_bytes is not None:
+            output = JobOutput(
+                size_bytes=job.output_size_bytes,
+                duration_s=job.output_duration_s or 0.0,
+                bitrate_kbps=job.output_bitrate_kbps,
+            )
+        error = None
+        if job.error_code is not None and job.status == JobStatus.failed:
+            error = ErrorInfo(code=job.error_code, message=job.error_message or "")
+        created = as_utc(job.created_at)
+        assert created is not None
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            progress=job.progress,
+            created_at=created,
+            started_at=as_utc(job.started_at),
+            finished_at=as_utc(job.finished_at),
+            input=JobInput(filename=job.input_filename, size_bytes=job.input_size_bytes),
+            options=JobOptions.model_validate(job.options),
+            output=output,
+            error=error,
+            attempts=job.attempts,
+        )
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )

@@ -1,0 +1,189 @@
+"""RabbitMQ topology, the job message, and a thread-safe publisher with confirms.
+
+Topology for a base queue name ``q`` (names derived in one place, ``queue_names``):
+
+    q            quorum queue the workers consume; x-delivery-limit stops a message that
+                 keeps killing workers from looping forever; dead-letters to q.dlq
+    q.retry.N    classic queues with a TTL of the N-th backoff step; expired messages
+                 dead-letter back to q (RabbitMQ does the waiting, not the consumer)
+    q.dlq        what cannot succeed: poison messages and exhausted retries
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared.config import Settings
+from shared.errors import QueueError
+
+MESSAGE_VERSION = 1
+
+
+class JobMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    v: int = MESSAGE_VERSION
+    job_id: str
+    attempt: int = 1
+
+    def encode(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> JobMessage:
+        """Raises ValueError for anything that is not a job message (poison)."""
+        try:
+            return cls.model_validate(json.loads(body))
+        except (ValidationError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError("not a job message") from exc
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    main: str
+    dlq: str
+    retry_prefix: str
+
+    def retry(self, attempt: int) -> str:
+        return f"{self.retry_prefix}{attempt}"
+
+
+def queue_names(base: str) -> QueueNames:
+    return QueueNames(main=base, dlq=f"{base}.dlq", retry_prefix=f"{base}.retry.")
+
+
+def backoff_ms(settings: Settings, attempt: int) -> int:
+    """Upper bound of the delay before retry number ``attempt`` (1-based), in ms."""
+    delay = settings.retry_backoff_base_s * (2 ** (attempt - 1))
+    return int(min(delay, settings.retry_backoff_max_s) * 1000)
+
+
+def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames:
+    names = queue_names(settings.queue_name)
+    channel.queue_declare(queue=names.dlq, durable=True)
+    channel.queue_declare(
+        queue=names.main,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": settings.max_retries + 2,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.dlq,
+        },
+    )
+    for attempt in range(1, settings.max_retries + 1):
+        channel.queue_declare(
+            queue=names.retry(attempt),
+            durable=True,
+            arguments={
+                "x-message-ttl": backoff_ms(settings, attempt),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": names.main,
+            },
+        )
+    return names
+
+
+def connection_parameters(settings: Settings, *, heartbeat: int = 30) -> pika.URLParameters:
+    params = pika.URLParameters(settings.amqp_url)
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = settings.publish_timeout_s * 6
+    params.socket_timeout = settings.publish_timeout_s
+    params.connection_attempts = 1
+    params.client_properties = {"connection_name": "video2mp3"}
+    return params
+
+
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+class Publisher:
+    """Publishes job messages with publisher confirms.
+
+    pika's BlockingConnection is not thread-safe, and FastAPI runs sync endpoints in a
+    threadpool, so one connection is shared under a lock. A dropped connection (broker
+    restart, missed heartbeats while idle) is reopened once per publish before giving up
+    with QueueError.
+    """
+
+    def __init__(
+        self, settings: Settings, connect: Callable[[], pika.BlockingConnection] | None = None
+    ) -> None:
+        self.settings = settings
+        self._connect = connect or (
+            lambda: pika.BlockingConnection(connection_parameters(settings))
+        )
+        self._lock = threading.Lock()
+        self._conn: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self.names = queue_names(settings.queue_name)
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self.close_quietly()
+        self._conn = self._connect()
+        channel = self._conn.channel()
+        declare_topology(channel, self.settings)
+        channel.confirm_delivery()
+        self._channel = channel
+        return channel
+
+    def publish(self, message: JobMessage, *, routing_key: str | None = None) -> None:
+        body = message.encode()
+        props = pika.BasicProperties(
+            content_type="application/json", delivery_mode=PERSISTENT, message_id=message.job_id
+        )
+        with self._lock:
+            last: Exception | None = None
+            for _ in range(2):
+                try:
+                    channel = self._open()
+                    channel.basic_publish(
+                        exchange="",
+                        routing_key=routing_key or self.names.main,
+                        body=body,
+                        properties=props,
+                        mandatory=True,
+                    )
+                    return
+                except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+                    raise QueueError("The broker refused the job message.") from exc
+                except (pika.exceptions.AMQPError, OSError) as exc:
+                    last = exc
+                    self.close_quietly()
+            raise QueueError("The job queue is unavailable.") from last
+
+    def ping(self) -> None:
+        with self._lock:
+            try:
+                self._open()
+                assert self._conn is not None
+                self._conn.process_data_events(time_limit=0)
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self.close_quietly()
+                raise QueueError("The job queue is unreachable.") from exc
+
+    def close_quietly(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except Exception:  # closing a broken connection may fail in any way
+                pass
+
+
+def queue_depth(channel: BlockingChannel, queue: str) -> int:
+    """Ready messages in ``queue`` (a passive declare)."""
+    result: Any = channel.queue_declare(queue=queue, passive=True)
+    return int(result.method.message_count)

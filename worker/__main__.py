@@ -1,0 +1,86 @@
+"""`python -m worker`: settings, logging, signals, bucket and tables, consume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from shared.config import get_settings
+from shared.db import create_tables, make_engine
+from shared.logging import configure_logging
+from shared.storage import Storage
+from worker.consumer import Consumer
+from worker.handlers import TMP_PREFIX, JobContext, process_message
+from worker.metrics import serve_health
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a dir named for our own pid predates us (container restart)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_dirs(tmp_dir: str | None) -> int:
+    """A worker killed mid-job leaves its temp dir behind; clear those of dead workers."""
+    base = Path(tmp_dir or tempfile.gettempdir())
+    removed = 0
+    for path in base.glob(f"{TMP_PREFIX}*"):
+        pid_part = path.name[len(TMP_PREFIX) :].split("-", 1)[0]
+        if not pid_part.isdigit() or _alive(int(pid_part)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log = structlog.get_logger("worker")
+    engine = make_engine(settings)
+    create_tables(engine)
+    storage = Storage(settings)
+    if settings.s3_create_bucket:
+        storage.ensure_bucket()
+    removed = remove_stale_temp_dirs(settings.tmp_dir)
+    if removed:
+        log.info("stale_temp_dirs_removed", count=removed)
+
+    ctx = JobContext(settings=settings, engine=engine, storage=storage)
+    consumer = Consumer(settings, lambda body: process_message(body, ctx))
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if consumer.stopping:
+            log.warning("second_signal_exiting_now", signal=signum)
+            os._exit(1)  # unacked messages go back to the queue
+        log.info("shutdown_requested", signal=signal.Signals(signum).name, running=consumer.busy)
+        consumer.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if settings.worker_metrics_port:
+        serve_health(settings.worker_metrics_port, lambda: consumer.connected.is_set())
+    log.info("worker_started", concurrency=settings.worker_concurrency, queue=settings.queue_name)
+    consumer.run()
+    engine.dispose()
+    if consumer.busy:
+        log.warning("exiting_with_unfinished_jobs", running=consumer.busy)
+        os._exit(1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
