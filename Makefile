@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all install install-python install-system install-postgres run format lint typecheck \
+.PHONY: all install install-python install-system install-postgres install-test-tools run format lint typecheck \
         test test-unit test-integration clean
 
 all: lint typecheck test
@@ -20,6 +20,9 @@ install-system:
 
 install-postgres:
 	@scripts/bootstrap.sh postgres
+
+install-test-tools:
+	@scripts/bootstrap.sh test-tools
 
 ## Run the whole system in the foreground: API :8000, S3 :9000, one worker. Ctrl-C stops.
 run: install
@@ -37,7 +40,7 @@ typecheck: install-python
 	$(BIN)/mypy
 
 ## Everything CI runs: lint, types, unit and integration tests against real services.
-test: install install-postgres lint typecheck
+test: install install-postgres install-test-tools lint typecheck
 	$(BIN)/pytest
 
 test-unit: install-python

@@ -88,13 +88,8 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-            for e in exc.errors()
-        ]
         return JSONResponse(
-            error_body("validation_error", _describe_validation(exc), details=details),
-            status_code=422,
+            error_body("validation_error", _describe_validation(exc)), status_code=422
         )
 
     @app.exception_handler(AppError)

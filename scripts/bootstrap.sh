@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need on a fresh Debian machine, and only what
-# is missing. Usage: scripts/bootstrap.sh python|system|postgres
-#   python    virtualenv in .venv with the project and its dev tools
-#   system    ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running)
-#   postgres  PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
+# is missing. Usage: scripts/bootstrap.sh python|system|postgres|test-tools
+#   python      virtualenv in .venv with the project and its dev tools
+#   system      ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running)
+#   postgres    PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
+#   test-tools  what only the tests use from apt (nginx for `nginx -t`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -103,7 +104,7 @@ install_postgres() {
   fi
   say "starting PostgreSQL"
   local version
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start ||
     $SUDO pg_ctlcluster "$version" main start
   wait_for_port 5432 PostgreSQL 60
@@ -111,12 +112,22 @@ install_postgres() {
   $SUDO su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 }
 
+install_test_tools() {
+  # nginx only checks the frontend image's config (`nginx -t`); it is not left running.
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    say "installing nginx for 'nginx -t' (apt-get)"
+    apt_install nginx-light
+    $SUDO service nginx stop >/dev/null 2>&1 || true
+  fi
+}
+
 case "${1:-}" in
   python) install_python ;;
   system) install_system ;;
   postgres) install_postgres ;;
+  test-tools) install_test_tools ;;
   *)
-    echo "usage: $0 python|system|postgres" >&2
+    echo "usage: $0 python|system|postgres|test-tools" >&2
     exit 2
     ;;
 esac

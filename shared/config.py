@@ -55,13 +55,15 @@ class Settings(BaseSettings):
     # API
     cors_origins: list[str] = Field(default_factory=list)
     frontend_dir: str = "frontend"
+    events_poll_interval_s: float = 0.5
 
     # Worker
     worker_concurrency: int = Field(default=1, ge=1, le=64)
-    worker_drain_timeout_s: float = 1800.0
+    worker_drain_timeout_s: float = 1560.0
     worker_metrics_port: int = 9100
-    job_timeout_s: float = 3600.0
-    max_retries: int = Field(default=3, ge=0)
+    # Below RabbitMQ's default consumer_timeout (30 min); raise both together (docs/ARCHITECTURE.md).
+    job_timeout_s: float = 1500.0
+    max_attempts: int = Field(default=3, ge=1, description="Attempts for transient failures.")
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 300.0
     progress_interval_s: float = 1.0

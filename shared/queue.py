@@ -75,12 +75,12 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames
         durable=True,
         arguments={
             "x-queue-type": "quorum",
-            "x-delivery-limit": settings.max_retries + 2,
+            "x-delivery-limit": settings.max_attempts + 2,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": names.dlq,
         },
     )
-    for attempt in range(1, settings.max_retries + 1):
+    for attempt in range(1, settings.max_attempts):
         channel.queue_declare(
             queue=names.retry(attempt),
             durable=True,

@@ -42,16 +42,22 @@ def sanitize_filename(filename: str, *, default: str = "file") -> str:
     where it has an equivalent; the result is at most 120 characters and keeps the
     extension.
     """
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    name = _UNSAFE.sub("_", name).strip("._-")
-    if not name:
-        return default
-    if len(name) > MAX_KEY_NAME:
-        path = PurePosixPath(name)
-        suffix = path.suffix[:16] if path.suffix else ""
-        name = path.stem[: MAX_KEY_NAME - len(suffix)].rstrip("._-") + suffix
-    return name
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, ext = base.rpartition(".") if "." in base.lstrip(".") else (base, "", "")
+    clean_ext = _ascii_segment(ext)[:16]
+    clean_stem = _ascii_segment(stem)
+    default_stem, _, default_ext = default.partition(".")
+    if not clean_stem:
+        if not clean_ext:
+            return default
+        clean_stem = default_stem
+    suffix = f".{clean_ext}" if dot and clean_ext else ""
+    return clean_stem[: MAX_KEY_NAME - len(suffix)].rstrip("._-") + suffix
+
+
+def _ascii_segment(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _UNSAFE.sub("_", folded).strip("._-")
 
 
 def download_name(filename: str, extension: str = ".mp3") -> str:

@@ -93,6 +93,7 @@ class AudioStream:
     codec: str
     channels: int
     sample_rate: int
+    bit_rate: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
                 codec=str(s.get("codec_name", "unknown")),
                 channels=int(s.get("channels") or 0),
                 sample_rate=int(_float(s.get("sample_rate")) or 0),
+                bit_rate=int(_float(s.get("bit_rate")) or 0) or None,
             )
         )
     bit_rate = _float(fmt.get("bit_rate"))
@@ -144,7 +146,7 @@ def probe_argv(ffprobe: str, url: str, *, restrict_formats: bool = True) -> list
         argv += ["-format_whitelist", FORMAT_WHITELIST]
     return argv + [
         "-show_entries",
-        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate",
+        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate",
         "-of",
         "json",
         url,

@@ -26,7 +26,7 @@ from shared.errors import AppError, MediaError, TransientTranscodeError
 from shared.models import TERMINAL_STATUSES, Job, JobOptions
 from shared.queue import JobMessage, backoff_ms
 from shared.storage import Storage
-from worker import ffmpeg
+from worker import ffmpeg, metrics
 
 log = structlog.get_logger("worker")
 
@@ -64,6 +64,7 @@ def process_message(body: bytes, ctx: JobContext) -> Outcome:
         message = JobMessage.decode(body)
     except ValueError:
         log.warning("poison_message", size=len(body))
+        metrics.DEAD_LETTERED.labels("poison").inc()
         return Outcome(Action.DEAD_LETTER)
     with structlog.contextvars.bound_contextvars(job_id=message.job_id, attempt=message.attempt):
         try:
@@ -79,6 +80,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
         existing = session.get(Job, message.job_id)
         if existing is None:
             log.warning("unknown_job")
+            metrics.DEAD_LETTERED.labels("unknown_job").inc()
             return Outcome(Action.DEAD_LETTER)
         if existing.status in TERMINAL_STATUSES:
             log.info("duplicate_delivery_ignored", status=existing.status)
@@ -89,7 +91,8 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
 
     started = time.monotonic()
     try:
-        result = convert(job.id, job.input_key, JobOptions.model_validate(job.options), ctx)
+        with metrics.JOBS_IN_PROGRESS.track_inprogress():
+            result = convert(job.id, job.input_key, JobOptions.model_validate(job.options), ctx)
     except AppError as exc:
         return handle_failure(exc, job.id, job.attempts, ctx, started)
     except Exception as exc:  # unexpected: log with traceback, treat as retryable
@@ -108,6 +111,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
             duration_s=result.duration_s,
             bitrate_kbps=result.bitrate_kbps,
         )
+    record_finished("completed", "", started)
     log.info(
         "job_completed",
         duration_s=round(time.monotonic() - started, 3),
@@ -129,14 +133,16 @@ def handle_failure(
     with Session(ctx.engine) as session:
         if not exc.retryable:
             jobs.fail(session=session, job_id=job_id, code=exc.code, message=exc.message)
+            record_finished("failed", exc.code, started)
             log.info("job_failed", code=exc.code, duration_s=elapsed, detail=exc.detail)
             return Outcome(Action.ACK)
-        if attempt < ctx.settings.max_retries:
+        if attempt < ctx.settings.max_attempts:
             jobs.requeue_for_retry(
                 session=session, job_id=job_id, code=exc.code, message=exc.message
             )
             ceiling = backoff_ms(ctx.settings, attempt)
             delay = random.randint(ceiling // 2, ceiling)  # jitter below the queue's TTL
+            metrics.RETRIES.labels(exc.code).inc()
             log.info("job_retry_scheduled", code=exc.code, delay_ms=delay, detail=exc.detail)
             return Outcome(Action.RETRY, retry_attempt=attempt, delay_ms=delay)
         jobs.fail(
@@ -145,8 +151,15 @@ def handle_failure(
             code="retries_exhausted",
             message=f"The conversion failed {attempt} times; the last error was: {exc.message}",
         )
+        record_finished("failed", "retries_exhausted", started)
+        metrics.DEAD_LETTERED.labels("retries_exhausted").inc()
         log.warning("job_retries_exhausted", code=exc.code, detail=exc.detail)
         return Outcome(Action.DEAD_LETTER)
+
+
+def record_finished(outcome: str, code: str, started: float) -> None:
+    metrics.JOBS_FINISHED.labels(outcome, code).inc()
+    metrics.JOB_DURATION.observe(time.monotonic() - started)
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,7 @@ def convert(job_id: str, input_key: str, options: JobOptions, ctx: JobContext) -
             raise MediaError("The file's audio could not be decoded.", code="unsupported_media")
         key = output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
-        bitrate = result.bit_rate
+        bitrate = result.first_audio.bit_rate or result.bit_rate
         return ConvertResult(
             key=key,
             size_bytes=out_path.stat().st_size,

@@ -19,6 +19,14 @@ JOB_DURATION = Histogram(
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
 JOBS_IN_PROGRESS = Gauge("v2m_worker_jobs_in_progress", "Jobs this worker is running now.")
+RETRIES = Counter(
+    "v2m_worker_retries_total", "Attempts that failed and were scheduled again.", ["code"]
+)
+DEAD_LETTERED = Counter(
+    "v2m_worker_dead_lettered_total",
+    "Messages sent to the dead-letter queue, by reason.",
+    ["reason"],
+)
 
 
 def serve_health(port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep
 from api.errors import ApiError, error_responses
 from api.metrics import JOBS_CREATED
 from shared import jobs
-from shared.errors import ConflictError, QueueError
-from shared.models import Job, JobCreate, JobPublic, JobsPublic, JobStatus, as_utc, utcnow
+from shared.config import Settings
+from shared.errors import ConflictError, NotFoundError, QueueError
+from shared.models import (
+    TERMINAL_STATUSES,
+    Job,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+    as_utc,
+    utcnow,
+)
 from shared.queue import JobMessage
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -142,7 +156,7 @@ def list_jobs(
 
 
 @router.get(
-    "/{job_id}", response_model=JobPublic, responses=error_responses(404), summary="Get a job"
+    "/{job_id}", response_model=JobPublic, responses=error_responses(404, 422), summary="Get a job"
 )
 def get_job(job_id: str, session: SessionDep) -> JobPublic:
     """Status, progress (0..100), output facts when completed, error when failed."""
@@ -155,7 +169,7 @@ def get_job(job_id: str, session: SessionDep) -> JobPublic:
     response_class=RedirectResponse,
     responses={
         307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
-        **error_responses(404, 409),
+        **error_responses(404, 409, 422),
     },
     summary="Download the MP3",
 )
@@ -175,3 +189,65 @@ def download(
         job.output_key, filename=job.input_filename, expires_s=settings.download_url_expires_s
     )
     return RedirectResponse(url, status_code=307)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: a `job` event (the job as JSON) whenever it "
+            "changes, ending after `completed` or `failed`.",
+            "content": {
+                "text/event-stream": {
+                    "example": 'event: job\ndata: {"id": "…", "status": "processing", "progress": 42}\n\n'
+                }
+            },
+        },
+        **error_responses(404, 422),
+    },
+    summary="Follow a job live (Server-Sent Events)",
+)
+async def job_events(job_id: str, request: Request) -> StreamingResponse:
+    """Pushes the job whenever its status or progress changes; closes once it is finished.
+
+    Browsers use `EventSource`; polling `GET /v1/jobs/{id}` remains a fallback.
+    """
+    engine = request.app.state.engine
+    settings: Settings = request.app.state.settings
+
+    def read() -> JobPublic:
+        with Session(engine) as session:
+            return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id))
+
+    first = await run_in_threadpool(read)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        current: JobPublic | None = first
+        last_sent = ""
+        idle = 0.0
+        while True:
+            if current is not None:
+                payload = current.model_dump_json()
+                if payload != last_sent:
+                    yield f"event: job\ndata: {payload}\n\n"
+                    last_sent, idle = payload, 0.0
+                if current.status in TERMINAL_STATUSES:
+                    return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(settings.events_poll_interval_s)
+            idle += settings.events_poll_interval_s
+            if idle >= 15:
+                yield ": keep-alive\n\n"
+                idle = 0.0
+            try:
+                current = await run_in_threadpool(read)
+            except NotFoundError:
+                return
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

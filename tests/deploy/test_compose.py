@@ -1,0 +1,235 @@
+"""Compose files: valid against the Compose spec, and wired the way docs/DEPLOY.md promises.
+
+No Docker engine runs here, so the files are checked as data: the schema from
+../shared/schemas/compose-spec.json, then the rules (healthchecks, start order,
+pinned images, secrets only from .env, a scalable worker).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.deploy import REPO_ROOT, schema_path
+
+COMPOSE_FILES = ["docker-compose.yaml", "docker-compose.locust.yml"]
+OWN_SERVICES = {"api", "worker", "frontend"}
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET")
+
+
+def load(name: str) -> dict[str, Any]:
+    with (REPO_ROOT / name).open() as handle:
+        data: dict[str, Any] = yaml.safe_load(handle)
+    return data
+
+
+def services(name: str = "docker-compose.yaml") -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = load(name)["services"]
+    return result
+
+
+def duration_seconds(text: str) -> float:
+    """Compose duration ("2h1m", "90s", "1m30s") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    assert parts and "".join(n + u for n, u in parts) == text, f"bad duration {text!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def env_example_keys() -> dict[str, str]:
+    keys = {}
+    for line in (REPO_ROOT / ".env.example").read_text().splitlines():
+        match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            keys[match.group(1)] = match.group(2)
+    return keys
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_file_validates_against_the_compose_spec(name: str) -> None:
+    schema = json.loads(schema_path("compose-spec.json").read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load(name)), key=str)
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+    )
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_every_service_has_a_healthcheck_or_a_stated_reason(name: str) -> None:
+    for service_name, service in services(name).items():
+        has_check = "healthcheck" in service and not service["healthcheck"].get("disable")
+        reason = service.get("x-healthcheck-reason", "")
+        assert has_check or len(reason) > 20, (
+            f"{name}: {service_name} has neither healthcheck nor reason"
+        )
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_dependencies_wait_for_health_or_completion(name: str) -> None:
+    all_services = services(name)
+    for service_name, service in all_services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in all_services, f"{service_name} depends on unknown {dependency}"
+            condition = rule["condition"]
+            if condition == "service_healthy":
+                assert "healthcheck" in all_services[dependency], f"{dependency} has no healthcheck"
+            else:
+                assert condition == "service_completed_successfully", (
+                    f"{service_name} -> {dependency}"
+                )
+                assert all_services[dependency].get("restart") == "no", (
+                    f"{dependency} is not one-shot"
+                )
+
+
+def test_app_waits_for_database_broker_and_bucket() -> None:
+    for name in ("api", "worker"):
+        depends_on = services()[name]["depends_on"]
+        assert depends_on["postgres"]["condition"] == "service_healthy"
+        assert depends_on["rabbitmq"]["condition"] == "service_healthy"
+        assert depends_on["minio-init"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize(
+    ("name", "scalable"),
+    [("docker-compose.yaml", "worker"), ("docker-compose.locust.yml", "locust-worker")],
+)
+def test_scaled_services_have_no_container_name_or_host_port(name: str, scalable: str) -> None:
+    service = services(name)[scalable]
+    assert "container_name" not in service
+    assert "ports" not in service
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_images_are_pinned_and_never_latest(name: str) -> None:
+    for service_name, service in services(name).items():
+        image = service.get("image")
+        assert image, f"{service_name} has no image name"
+        _, _, tag = image.rpartition(":")
+        assert tag and "/" not in tag and tag != "latest", f"{service_name}: {image}"
+        if service_name not in OWN_SERVICES:
+            assert "build" not in service
+            assert re.search(r"\d", tag), f"{service_name}: {image} tag is not a version"
+
+
+def test_own_images_build_from_the_repository_root() -> None:
+    for name in OWN_SERVICES:
+        build = services()[name]["build"]
+        assert build["context"] == "."
+        assert (REPO_ROOT / build["dockerfile"]) == REPO_ROOT / name / "Dockerfile"
+
+
+def test_api_and_worker_share_one_configuration() -> None:
+    api_env, worker_env = services()["api"]["environment"], services()["worker"]["environment"]
+    assert api_env == worker_env
+    assert api_env["V2M_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "localhost" in api_env["V2M_S3_PUBLIC_ENDPOINT_URL"], (
+        "presigned URLs must be signed for the host browsers reach"
+    )
+    assert api_env["V2M_QUEUE_NAME"] == "transcode"
+
+
+def test_secrets_come_only_from_env_with_no_default() -> None:
+    text = (REPO_ROOT / "docker-compose.yaml").read_text()
+    used = {m.group("name"): m for m in INTERPOLATION.finditer(text)}
+    secrets = {name for name in used if SECRET_NAME.search(name)}
+    assert secrets >= {
+        "POSTGRES_PASSWORD",
+        "RABBITMQ_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "S3_SECRET_KEY",
+        "GRAFANA_ADMIN_PASSWORD",
+    }
+    for match in INTERPOLATION.finditer(text):
+        if match.group("name") in secrets:
+            assert match.group("op") == ":?", f"{match.group(0)} must be required, with no default"
+    assert not re.search(r"(?i)(password|secret)[\w]*:\s*['\"]?[\w-]{4,}['\"]?\s*$", text, re.M), (
+        "literal secret"
+    )
+
+
+def test_env_example_lists_every_variable_and_holds_no_secret() -> None:
+    example = env_example_keys()
+    for name in COMPOSE_FILES:
+        for match in INTERPOLATION.finditer((REPO_ROOT / name).read_text()):
+            assert match.group("name") in example, (
+                f"{match.group('name')} ({name}) is missing from .env.example"
+            )
+    for key, value in example.items():
+        if SECRET_NAME.search(key):
+            assert value == "", f".env.example must leave {key} empty"
+
+
+def test_dot_env_is_kept_out_of_images() -> None:
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert ".env" in ignored
+
+
+def test_worker_is_given_time_to_drain_on_stop() -> None:
+    worker = services()["worker"]
+    env = worker["environment"]
+    budget = float(env["V2M_JOB_TIMEOUT_S"]) + float(env["V2M_WORKER_DRAIN_TIMEOUT_S"])
+    assert duration_seconds(worker["stop_grace_period"]) > budget
+    assert "/tmp" in {v["target"] for v in worker["volumes"] if isinstance(v, dict)}
+
+
+def test_own_containers_are_read_only_without_capabilities() -> None:
+    for name in OWN_SERVICES:
+        service = services()[name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+
+
+def test_rabbitmq_gets_the_shared_broker_config_and_plugins() -> None:
+    compose = load("docker-compose.yaml")
+    rabbitmq = compose["services"]["rabbitmq"]
+    targets = {c["target"]: compose["configs"][c["source"]]["file"] for c in rabbitmq["configs"]}
+    conf = REPO_ROOT / targets["/etc/rabbitmq/conf.d/20-video2mp3.conf"]
+    plugins = REPO_ROOT / targets["/etc/rabbitmq/enabled_plugins"]
+    assert re.search(r"^consumer_timeout\s*=\s*\d+", conf.read_text(), re.M)
+    assert {"rabbitmq_management", "rabbitmq_prometheus"} <= set(
+        re.findall(r"rabbitmq_\w+", plugins.read_text())
+    )
+
+
+def test_minio_init_runs_the_shared_bucket_script() -> None:
+    compose = load("docker-compose.yaml")
+    init = compose["services"]["minio-init"]
+    assert init["restart"] == "no"
+    script = compose["configs"][init["configs"][0]["source"]]["file"]
+    assert (REPO_ROOT / script).is_file()
+    assert init["entrypoint"][-1] == init["configs"][0]["target"]
+
+
+def test_monitoring_is_provisioned_from_the_monitoring_folder() -> None:
+    prometheus, grafana = services()["prometheus"], services()["grafana"]
+    assert "./monitoring/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    mounts = {v.split(":")[0] for v in grafana["volumes"]}
+    assert {"./monitoring/grafana/provisioning", "./monitoring/grafana/dashboards"} <= mounts
+
+
+def test_every_named_volume_is_declared() -> None:
+    compose = load("docker-compose.yaml")
+    declared = set(compose["volumes"])
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str) and not volume.startswith((".", "/")):
+                assert volume.split(":")[0] in declared, volume
+
+
+def test_locust_uses_the_load_test_locustfile() -> None:
+    for service in services("docker-compose.locust.yml").values():
+        command = service["command"]
+        locustfile = Path(command[command.index("-f") + 1])
+        mount = next(v for v in service["volumes"] if v.endswith(":ro"))
+        host_dir, container_dir, _ = mount.split(":")
+        assert locustfile.parent == Path(container_dir)
+        assert Path(host_dir) / locustfile.name == Path("tests/load/locustfile.py")

@@ -1,0 +1,150 @@
+"""In-memory stand-ins for shared.storage.Storage and shared.queue.Publisher.
+
+They keep the real classes' public methods and signatures (a unit test checks this) and
+raise the same errors, so the API and the worker cannot tell them apart. Each has a
+``fail`` flag that makes every call raise, to exercise the unavailable paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+from shared.errors import QueueError, StorageError
+from shared.queue import JobMessage
+from shared.storage import ObjectInfo, content_disposition, download_name
+
+PUBLIC_BASE = "http://s3.public.test/video2mp3"
+INTERNAL_BASE = "http://s3.internal.test/video2mp3"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class PresignedPut:
+    key: str
+    headers: dict[str, str]
+
+
+class FakeStorage:
+    """A bucket in a dict. Presigned URLs are fake but parseable, and point at the key."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, StoredObject] = {}
+        self.presigned_puts: dict[str, PresignedPut] = {}
+        self.fail = False
+        self.bucket_ready = False
+
+    def _check(self) -> None:
+        if self.fail:
+            raise StorageError("Object storage is unreachable.")
+
+    # -------------------------------------------------------------- presigning
+
+    def presign_put(
+        self, key: str, *, content_type: str, size_bytes: int, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        self._check()
+        headers = {"Content-Type": content_type, "Content-Length": str(size_bytes)}
+        url = f"{PUBLIC_BASE}/{quote(key)}?" + urlencode(
+            {"X-Amz-Expires": expires_s, "X-Amz-SignedHeaders": "content-length;content-type;host"}
+        )
+        self.presigned_puts[url] = PresignedPut(key=key, headers=dict(headers))
+        return url, headers
+
+    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
+        self._check()
+        query = urlencode(
+            {
+                "response-content-disposition": content_disposition(download_name(filename)),
+                "response-content-type": "audio/mpeg",
+                "X-Amz-Expires": expires_s,
+            }
+        )
+        return f"{PUBLIC_BASE}/{quote(key)}?{query}"
+
+    def presign_internal_get(self, key: str, *, expires_s: int) -> str:
+        self._check()
+        return f"{INTERNAL_BASE}/{quote(key)}?" + urlencode({"X-Amz-Expires": expires_s})
+
+    # -------------------------------------------------------------- objects
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        self._check()
+        obj = self.objects.get(key)
+        if obj is None:
+            return None
+        return ObjectInfo(size_bytes=len(obj.data), content_type=obj.content_type)
+
+    def upload_file(self, path: str, key: str, *, content_type: str) -> None:
+        self._check()
+        self.objects[key] = StoredObject(Path(path).read_bytes(), content_type)
+
+    def delete(self, key: str) -> None:
+        self._check()
+        self.objects.pop(key, None)
+
+    def ping(self) -> None:
+        self._check()
+
+    def ensure_bucket(self) -> None:
+        self._check()
+        self.bucket_ready = True
+
+    # -------------------------------------------------------------- test helpers
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Store an object directly, as if someone had uploaded it."""
+        self.objects[key] = StoredObject(data, content_type)
+
+    def put_presigned(self, url: str, data: bytes, headers: dict[str, str]) -> None:
+        """What a client's PUT to a presigned URL does: signed headers must match."""
+        grant = self.presigned_puts.get(url)
+        if grant is None:
+            raise AssertionError(f"no presigned PUT was handed out for {url}")
+        if headers != grant.headers:
+            raise AssertionError(f"PUT headers {headers} differ from signed {grant.headers}")
+        if int(headers["Content-Length"]) != len(data):
+            raise AssertionError("Content-Length does not match the body")
+        self.objects[grant.key] = StoredObject(data, headers["Content-Type"])
+
+    @staticmethod
+    def key_of(url: str) -> str:
+        """The object key a fake presigned URL points at."""
+        return unquote(urlsplit(url).path.split("/", 2)[2])
+
+    @staticmethod
+    def query_of(url: str) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(url).query)
+
+
+class FakePublisher:
+    """Records published job messages instead of sending them to RabbitMQ."""
+
+    def __init__(self) -> None:
+        self.messages: list[JobMessage] = []
+        self.routing_keys: list[str | None] = []
+        self.fail = False
+        self.closed = False
+
+    def publish(self, message: JobMessage, *, routing_key: str | None = None) -> None:
+        if self.fail:
+            raise QueueError("The job queue is unavailable.")
+        self.messages.append(message)
+        self.routing_keys.append(routing_key)
+
+    def ping(self) -> None:
+        if self.fail:
+            raise QueueError("The job queue is unreachable.")
+
+    def close_quietly(self) -> None:
+        self.closed = True
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [m.job_id for m in self.messages]

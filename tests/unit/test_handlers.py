@@ -1,0 +1,455 @@
+"""worker.handlers: what the worker does with each message, with ffmpeg and S3 faked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from structlog.testing import capture_logs
+
+from shared import jobs
+from shared.config import Settings
+from shared.errors import MediaError, StorageError, TransientTranscodeError
+from shared.models import Job, JobOptions, JobStatus
+from shared.queue import JobMessage, backoff_ms
+from shared.storage import Storage
+from tests.fakes import FakeStorage
+from tests.unit.conftest import make_settings
+from worker import ffmpeg, handlers
+from worker.handlers import Action, ConvertResult, JobContext, Outcome, process_message
+
+Convert = Callable[[str, str, JobOptions, JobContext], ConvertResult]
+
+
+@pytest.fixture
+def worker_settings(tmp_path: Path) -> Settings:
+    return make_settings(max_attempts=3, tmp_dir=str(tmp_path))
+
+
+@pytest.fixture
+def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobContext:
+    return JobContext(settings=worker_settings, engine=engine, storage=cast(Storage, storage))
+
+
+def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
+    with Session(engine, expire_on_commit=False) as session:
+        upload = jobs.create_upload(
+            session=session,
+            upload_id=f"upload-{os.urandom(4).hex()}",
+            key="uploads/u/holiday.mov",
+            filename="holiday.mov",
+            content_type="video/quicktime",
+            size_bytes=4096,
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        job = jobs.create_job(
+            session=session,
+            upload=upload,
+            options=options or {},
+            idempotency_key=None,
+            request_hash=None,
+        )
+        if attempts:
+            job.attempts = attempts
+            session.add(job)
+            session.commit()
+        return job.id
+
+
+def load(engine: Engine, job_id: str) -> Job:
+    with Session(engine, expire_on_commit=False) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def deliver(job_id: str, ctx: JobContext, attempt: int = 1) -> Outcome:
+    return process_message(JobMessage(job_id=job_id, attempt=attempt).encode(), ctx)
+
+
+def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple[str, str]]:
+    """Replace convert(); returns the (job_id, input_key) of every call."""
+    calls: list[tuple[str, str]] = []
+
+    def fake(job_id: str, input_key: str, options: JobOptions, ctx: JobContext) -> ConvertResult:
+        calls.append((job_id, input_key))
+        return convert(job_id, input_key, options, ctx)
+
+    monkeypatch.setattr(handlers, "convert", fake)
+    return calls
+
+
+def raising(exc: Exception) -> Convert:
+    def convert(*_args: Any) -> ConvertResult:
+        raise exc
+
+    return convert
+
+
+def succeeding(job_id: str, _key: str, _options: JobOptions, _ctx: JobContext) -> ConvertResult:
+    return ConvertResult(
+        key=handlers.output_key(job_id),
+        size_bytes=190_000,
+        duration_s=9.987,
+        bitrate_kbps=152,
+        stream_copy=False,
+    )
+
+
+# --------------------------------------------------------------------------- routing
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"\xff\xfe\x00", b"[]", b"null", b'{"v": 1}', b'{"job_id": null}'],
+    ids=["empty", "not-json", "binary", "list", "null", "no-job-id", "null-job-id"],
+)
+def test_poison_message_goes_to_dead_letter(
+    body: bytes, ctx: JobContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = use_convert(monkeypatch, succeeding)
+
+    assert process_message(body, ctx) == Outcome(Action.DEAD_LETTER)
+    assert calls == []
+
+
+def test_unknown_job_goes_to_dead_letter(ctx: JobContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = use_convert(monkeypatch, succeeding)
+
+    assert deliver("no-such-job", ctx) == Outcome(Action.DEAD_LETTER)
+    assert calls == []
+
+
+def test_redelivered_completed_job_is_acked_and_left_unchanged(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job that a worker already completed
+    job_id = make_job(engine)
+    calls = use_convert(monkeypatch, succeeding)
+    assert deliver(job_id, ctx) == Outcome(Action.ACK)
+    before = load(engine, job_id)
+
+    # When its message is delivered again
+    outcome = deliver(job_id, ctx)
+
+    # Then it is acked without converting again or touching the row
+    assert outcome == Outcome(Action.ACK)
+    assert len(calls) == 1
+    after = load(engine, job_id)
+    assert after.status == JobStatus.completed
+    assert (after.attempts, after.finished_at, after.output_key, after.updated_at) == (
+        before.attempts,
+        before.finished_at,
+        before.output_key,
+        before.updated_at,
+    )
+
+
+def test_redelivered_failed_job_is_acked_without_another_attempt(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(MediaError("No audio.", code="no_audio_stream")))
+    deliver(job_id, ctx)
+
+    assert deliver(job_id, ctx) == Outcome(Action.ACK)
+    assert load(engine, job_id).attempts == 1
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_success_completes_the_job_with_its_output(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine, options={"bitrate_kbps": 160})
+    seen: list[JobOptions] = []
+
+    def convert(job_id: str, key: str, options: JobOptions, ctx: JobContext) -> ConvertResult:
+        seen.append(options)
+        assert load(engine, job_id).status == JobStatus.processing
+        return succeeding(job_id, key, options, ctx)
+
+    calls = use_convert(monkeypatch, convert)
+
+    outcome = deliver(job_id, ctx)
+
+    assert outcome == Outcome(Action.ACK)
+    assert calls == [(job_id, "uploads/u/holiday.mov")]
+    assert seen == [JobOptions(bitrate_kbps=160)]
+    job = load(engine, job_id)
+    assert job.status == JobStatus.completed
+    assert job.progress == 100
+    assert job.attempts == 1
+    assert job.output_key == f"outputs/{job_id}.mp3"
+    assert (job.output_size_bytes, job.output_duration_s, job.output_bitrate_kbps) == (
+        190_000,
+        9.987,
+        152,
+    )
+    assert job.started_at is not None and job.finished_at is not None
+    assert job.error_code is None
+
+
+def test_permanent_media_error_fails_the_job_and_acks(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    use_convert(
+        monkeypatch,
+        raising(MediaError("The file has no audio track to convert.", code="no_audio_stream")),
+    )
+
+    outcome = deliver(job_id, ctx)
+
+    assert outcome == Outcome(Action.ACK)
+    job = load(engine, job_id)
+    assert job.status == JobStatus.failed
+    assert job.error_code == "no_audio_stream"
+    assert job.error_message == "The file has no audio track to convert."
+    assert job.attempts == 1
+    assert job.finished_at is not None
+
+
+@pytest.mark.parametrize("previous_attempts", [0, 1])
+def test_retryable_error_before_the_last_attempt_schedules_a_retry(
+    ctx: JobContext,
+    engine: Engine,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    previous_attempts: int,
+) -> None:
+    # Given a job on an attempt below max_attempts (3)
+    job_id = make_job(engine, attempts=previous_attempts)
+    attempt = previous_attempts + 1
+    use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
+
+    # When storage fails during the conversion
+    outcome = deliver(job_id, ctx, attempt=attempt)
+
+    # Then it goes to the retry queue for this attempt, with a jittered delay
+    assert outcome.action is Action.RETRY
+    assert outcome.retry_attempt == attempt
+    ceiling = backoff_ms(worker_settings, attempt)
+    assert ceiling // 2 <= outcome.delay_ms <= ceiling
+    # and the job waits in the queue again, keeping the last error for operators
+    job = load(engine, job_id)
+    assert job.status == JobStatus.queued
+    assert job.progress == 0
+    assert job.attempts == attempt
+    assert job.error_code == "storage_unavailable"
+    assert job.finished_at is None
+
+
+def test_retry_delays_stay_within_the_jitter_window(
+    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_convert(monkeypatch, raising(StorageError("Storage is down.")))
+    ceiling = backoff_ms(worker_settings, 1)
+
+    delays = {deliver(make_job(engine), ctx).delay_ms for _ in range(20)}
+
+    assert all(ceiling // 2 <= d <= ceiling for d in delays)
+    assert len(delays) > 1  # jittered, not a constant
+
+
+def test_retryable_error_on_the_last_attempt_fails_and_dead_letters(
+    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine, attempts=worker_settings.max_attempts - 1)
+    use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
+
+    outcome = deliver(job_id, ctx, attempt=worker_settings.max_attempts)
+
+    assert outcome == Outcome(Action.DEAD_LETTER)
+    job = load(engine, job_id)
+    assert job.status == JobStatus.failed
+    assert job.error_code == "retries_exhausted"
+    assert job.attempts == worker_settings.max_attempts
+    assert job.error_message is not None
+    assert "could not be read from storage" in job.error_message
+
+
+def test_interrupted_transcode_is_retried(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(TransientTranscodeError("Stopped by a signal.")))
+
+    assert deliver(job_id, ctx).action is Action.RETRY
+
+
+def test_unexpected_exception_is_logged_with_traceback_and_retried(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(RuntimeError("boom at /srv/app/secret.py")))
+
+    with capture_logs() as logs:
+        outcome = deliver(job_id, ctx)
+
+    assert outcome.action is Action.RETRY
+    crashed = [e for e in logs if e["event"] == "job_crashed"]
+    assert len(crashed) == 1
+    assert crashed[0]["log_level"] == "error"
+    assert crashed[0].get("exc_info") is True
+    job = load(engine, job_id)
+    assert job.status == JobStatus.queued
+    assert job.error_code == "internal_error"
+    assert job.error_message is not None and "secret.py" not in job.error_message
+
+
+def test_each_failure_is_logged_once(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(MediaError("Not media.", detail="stderr tail")))
+
+    with capture_logs() as logs:
+        deliver(job_id, ctx)
+
+    failures = [e for e in logs if e["event"].startswith("job_")]
+    assert [e["event"] for e in failures] == ["job_failed"]
+    assert failures[0]["log_level"] == "info"
+    assert failures[0]["code"] == "unsupported_media"
+
+
+def test_database_outage_gives_the_message_back(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    monkeypatch.setattr("worker.handlers.time.sleep", lambda _s: None)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE job")
+
+    assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
+
+
+# --------------------------------------------------------------------------- convert()
+
+
+def probe_result(
+    *, audio: bool = True, codec: str = "aac", duration: float = 10.0
+) -> ffmpeg.ProbeResult:
+    streams = [ffmpeg.AudioStream(index=0, codec=codec, channels=2, sample_rate=44100)]
+    return ffmpeg.ProbeResult(
+        format_name="mp3" if codec == "mp3" else "mov,mp4,m4a,3gp,3g2,mj2",
+        duration_s=duration,
+        bit_rate=128_000,
+        audio=streams if audio else [],
+    )
+
+
+@pytest.fixture
+def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Replace ffprobe/ffmpeg runs: the input probes as AAC, ffmpeg writes 5000 bytes."""
+    state: dict[str, Any] = {"input": probe_result(), "argv": None, "fail": None, "progress": []}
+
+    def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
+        if url.startswith("http"):
+            result: ffmpeg.ProbeResult = state["input"]
+            return result
+        return probe_result(codec="mp3", duration=9.99)
+
+    def run_transcode(argv: list[str], *, on_progress: Callable[[int], None], **_kw: Any) -> None:
+        state["argv"] = argv
+        Path(argv[-1]).write_bytes(b"\xff" * 5000)
+        on_progress(42)
+        if state["fail"] is not None:
+            raise state["fail"]
+
+    monkeypatch.setattr(ffmpeg, "probe", probe)
+    monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
+    return state
+
+
+def leftovers(settings: Settings) -> list[str]:
+    assert settings.tmp_dir is not None
+    return [p.name for p in Path(settings.tmp_dir).iterdir() if p.name.startswith("v2m-job-")]
+
+
+def start(engine: Engine, job_id: str) -> None:
+    with Session(engine) as session:
+        assert jobs.start_attempt(session=session, job_id=job_id) is not None
+
+
+def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
+    ctx: JobContext,
+    engine: Engine,
+    storage: FakeStorage,
+    worker_settings: Settings,
+    fake_ffmpeg: dict[str, Any],
+) -> None:
+    job_id = make_job(engine)
+    start(engine, job_id)
+
+    result = handlers.convert(job_id, "uploads/u/holiday.mov", JobOptions(), ctx)
+
+    assert result.key == f"outputs/{job_id}.mp3"
+    assert result.size_bytes == 5000
+    assert result.duration_s == pytest.approx(9.99)
+    assert result.bitrate_kbps == 128
+    assert not result.stream_copy
+    stored = storage.objects[result.key]
+    assert (len(stored.data), stored.content_type) == (5000, "audio/mpeg")
+    assert fake_ffmpeg["argv"][fake_ffmpeg["argv"].index("-i") + 1].startswith(
+        "http://s3.internal.test/"
+    )
+    assert load(engine, job_id).progress == 42
+    assert leftovers(worker_settings) == []
+
+
+def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
+    ctx: JobContext, engine: Engine, worker_settings: Settings, fake_ffmpeg: dict[str, Any]
+) -> None:
+    fake_ffmpeg["input"] = probe_result(audio=False)
+
+    with pytest.raises(MediaError) as error:
+        handlers.convert(make_job(engine), "uploads/u/silent.mp4", JobOptions(), ctx)
+
+    assert error.value.code == "no_audio_stream"
+    assert not error.value.retryable
+    assert fake_ffmpeg["argv"] is None
+    assert leftovers(worker_settings) == []
+
+
+def test_convert_removes_its_temp_dir_when_ffmpeg_fails(
+    ctx: JobContext,
+    engine: Engine,
+    storage: FakeStorage,
+    worker_settings: Settings,
+    fake_ffmpeg: dict[str, Any],
+) -> None:
+    fake_ffmpeg["fail"] = TransientTranscodeError("Killed.")
+
+    with pytest.raises(TransientTranscodeError):
+        handlers.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)
+
+    assert leftovers(worker_settings) == []
+    assert storage.objects == {}
+
+
+def test_convert_stream_copies_mp3_input_with_default_options(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    fake_ffmpeg["input"] = probe_result(codec="mp3")
+
+    result = handlers.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
+
+    assert result.stream_copy
+    assert "copy" in fake_ffmpeg["argv"]
+
+
+def test_convert_refuses_when_storage_is_down(
+    ctx: JobContext, engine: Engine, storage: FakeStorage, fake_ffmpeg: dict[str, Any]
+) -> None:
+    storage.fail = True
+
+    with pytest.raises(StorageError):
+        handlers.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)

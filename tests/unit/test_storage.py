@@ -1,0 +1,286 @@
+"""shared.storage: key sanitising, download names, presigning (local) and the S3 adapter (moto)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from moto import mock_aws
+
+from shared.errors import StorageError
+from shared.storage import (
+    MAX_KEY_NAME,
+    Storage,
+    content_disposition,
+    download_name,
+    sanitize_filename,
+)
+from tests.unit.conftest import make_settings
+
+SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+# --------------------------------------------------------------------------- sanitize_filename
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("holiday.mov", "holiday.mov"),
+        ("my holiday (1).mp4", "my_holiday_1.mp4"),
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\clip.avi", "clip.avi"),
+        ("C:\\Users\\me\\Videos\\clip.mov", "clip.mov"),
+        ("/abs/path/to/video.mkv", "video.mkv"),
+        ("a\x00b\nc\td.mp4", "a_b_c_d.mp4"),
+        ("café.mp4", "cafe.mp4"),
+        ("Ünïcödé ñame.webm", "Unicode_name.webm"),
+        ("ﬁle.mp4", "file.mp4"),
+        ("--.hidden.mp4", "hidden.mp4"),
+    ],
+)
+def test_sanitize_filename_keeps_a_safe_key_segment(filename: str, expected: str) -> None:
+    assert sanitize_filename(filename) == expected
+
+
+@pytest.mark.parametrize("filename", ["", "   ", "..", "../..", "/", "\\", "???", "\x00\x01"])
+def test_sanitize_filename_falls_back_to_the_default_when_nothing_is_left(filename: str) -> None:
+    assert sanitize_filename(filename) == "file"
+    assert sanitize_filename(filename, default="video") == "video"
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["../../secret", "a/b/../c.mp4", "..\\x.mp4", "\u202eevil.mp4", "x" * 300, "\x7f.mp4"],
+)
+def test_sanitize_filename_never_lets_a_separator_or_control_char_through(filename: str) -> None:
+    name = sanitize_filename(filename)
+
+    assert SAFE_SEGMENT.match(name), name
+    assert name not in (".", "..")
+    assert len(name) <= MAX_KEY_NAME
+
+
+def test_long_name_is_cut_to_120_characters_and_keeps_its_extension() -> None:
+    name = sanitize_filename("a" * 496 + ".mp4")
+
+    assert len(name) <= 120
+    assert name.endswith(".mp4")
+    assert name.startswith("aaaa")
+
+
+def test_long_unicode_name_is_cut_and_keeps_its_extension() -> None:
+    name = sanitize_filename("é" * 500 + ".webm")
+
+    assert len(name) <= 120
+    assert name.endswith(".webm")
+
+
+def test_name_without_any_ascii_letter_keeps_its_extension() -> None:
+    # A Japanese, Chinese or Cyrillic name folds to nothing but the extension; the key
+    # should still end in ".mp4" (ffmpeg uses it as a probing hint, and the ASCII
+    # fallback of the download name is built the same way).
+    assert sanitize_filename("日本語.mp4").endswith(".mp4")
+    assert sanitize_filename("Видео.mov").endswith(".mov")
+
+
+# --------------------------------------------------------------------------- download_name
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("holiday.mov", "holiday.mp3"),
+        ("holiday", "holiday.mp3"),
+        ("archive.tar.gz", "archive.tar.mp3"),
+        ("Été à Paris.mp4", "Été à Paris.mp3"),
+        ("日本語.mp4", "日本語.mp3"),
+        ("dir/sub/clip.mkv", "clip.mp3"),
+        ("C:\\Videos\\clip.avi", "clip.mp3"),
+        ("bell\x07.mov", "bell.mp3"),
+        (".hidden", ".hidden.mp3"),
+        ("", "audio.mp3"),
+        ("dir/", "audio.mp3"),
+    ],
+)
+def test_download_name_is_the_original_stem_with_mp3(filename: str, expected: str) -> None:
+    assert download_name(filename) == expected
+
+
+def test_download_name_is_bounded() -> None:
+    assert len(download_name("x" * 1000 + ".mov")) == 200 + len(".mp3")
+
+
+# --------------------------------------------------------------------------- content_disposition
+
+
+def test_content_disposition_has_ascii_fallback_and_utf8_name() -> None:
+    header = content_disposition("Été à Paris.mp3")
+
+    assert header == (
+        "attachment; filename=\"Ete_a_Paris.mp3\"; filename*=UTF-8''%C3%89t%C3%A9%20%C3%A0%20Paris.mp3"
+    )
+    assert header.isascii()
+
+
+def test_content_disposition_cannot_be_broken_by_quotes_or_newlines() -> None:
+    header = content_disposition('evil"; filename="x.exe\r\nSet-Cookie: a=b.mp3')
+
+    assert "\r" not in header and "\n" not in header
+    fallback = re.search(r'filename="([^"]*)"', header)
+    assert fallback is not None
+    assert SAFE_SEGMENT.match(fallback.group(1))
+    assert header.count('"') == 2
+
+
+def test_content_disposition_fallback_keeps_mp3_for_non_latin_names() -> None:
+    header = content_disposition(download_name("日本語.mp4"))
+
+    assert 'filename="' in header and '.mp3"' in header
+    assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC%E8%AA%9E.mp3" in header
+
+
+# --------------------------------------------------------------------------- presigning (local)
+
+
+@pytest.fixture
+def split_storage() -> Storage:
+    """Internal and public endpoints differ, as in Compose and Kubernetes."""
+    return Storage(
+        make_settings(
+            s3_endpoint_url="http://minio:9000",
+            s3_public_endpoint_url="https://files.example.com",
+            s3_bucket="video2mp3",
+        )
+    )
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_presigned_put_is_signed_for_the_public_host(split_storage: Storage) -> None:
+    url, headers = split_storage.presign_put(
+        "uploads/abc/my file.mp4", content_type="video/mp4", size_bytes=1234, expires_s=600
+    )
+
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc) == ("https", "files.example.com")
+    assert unquote(parts.path) == "/video2mp3/uploads/abc/my file.mp4"
+    q = query(url)
+    assert q["X-Amz-SignedHeaders"] == "content-length;content-type;host"
+    assert q["X-Amz-Expires"] == "600"
+    assert q["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert q["X-Amz-Credential"].startswith("testing/")
+    assert q["X-Amz-Credential"].endswith("/us-east-1/s3/aws4_request")
+    assert re.fullmatch(r"[0-9a-f]{64}", q["X-Amz-Signature"])
+    assert headers == {"Content-Type": "video/mp4", "Content-Length": "1234"}
+
+
+def test_presigned_put_signature_covers_type_and_length(split_storage: Storage) -> None:
+    def signature(**kw: Any) -> str:
+        args: dict[str, Any] = {"content_type": "video/mp4", "size_bytes": 1234, "expires_s": 600}
+        url, _ = split_storage.presign_put("uploads/abc/a.mp4", **{**args, **kw})
+        return query(url)["X-Amz-Signature"]
+
+    base = signature()
+    assert signature(size_bytes=1235) != base
+    assert signature(content_type="video/webm") != base
+
+
+def test_presigned_download_uses_public_host_and_names_the_mp3(split_storage: Storage) -> None:
+    url = split_storage.presign_download(
+        "outputs/job-1.mp3", filename="Été à Paris.mov", expires_s=300
+    )
+
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc) == ("https", "files.example.com")
+    assert parts.path == "/video2mp3/outputs/job-1.mp3"
+    q = query(url)
+    assert q["response-content-disposition"] == content_disposition("Été à Paris.mp3")
+    assert q["response-content-type"] == "audio/mpeg"
+    assert q["X-Amz-Expires"] == "300"
+
+
+def test_presigned_internal_get_uses_the_internal_host(split_storage: Storage) -> None:
+    url = split_storage.presign_internal_get("uploads/abc/a.mp4", expires_s=900)
+
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc) == ("http", "minio:9000")
+    assert parts.path == "/video2mp3/uploads/abc/a.mp4"
+    assert "response-content-disposition" not in query(url)
+
+
+def test_without_public_endpoint_urls_use_the_internal_one() -> None:
+    storage = Storage(
+        make_settings(s3_endpoint_url="http://minio:9000", s3_public_endpoint_url=None)
+    )
+
+    put_url, _ = storage.presign_put("k.mp4", content_type="video/mp4", size_bytes=1, expires_s=60)
+    get_url = storage.presign_download("k.mp3", filename="k.mp4", expires_s=60)
+
+    assert urlsplit(put_url).netloc == urlsplit(get_url).netloc == "minio:9000"
+
+
+# --------------------------------------------------------------------------- S3 adapter (moto)
+
+
+@pytest.fixture
+def aws_storage() -> Iterator[Storage]:
+    """A Storage on AWS's default endpoint, answered in-process by moto."""
+    with mock_aws():
+        yield Storage(make_settings(s3_endpoint_url=None, s3_public_endpoint_url=None))
+
+
+def test_ping_fails_with_storage_error_when_the_bucket_is_missing(aws_storage: Storage) -> None:
+    with pytest.raises(StorageError):
+        aws_storage.ping()
+
+
+def test_ensure_bucket_creates_the_bucket_with_cors_and_is_idempotent(
+    aws_storage: Storage,
+) -> None:
+    aws_storage.ensure_bucket()
+    aws_storage.ensure_bucket()
+
+    aws_storage.ping()
+    rules = aws_storage.client.get_bucket_cors(Bucket=aws_storage.bucket)["CORSRules"]
+    assert set(rules[0]["AllowedMethods"]) >= {"PUT", "GET"}
+
+
+def test_stat_reports_size_and_none_for_missing(aws_storage: Storage, tmp_path: Path) -> None:
+    aws_storage.ensure_bucket()
+    path = tmp_path / "out.mp3"
+    path.write_bytes(b"ID3" + b"\0" * 997)
+
+    aws_storage.upload_file(str(path), "outputs/x.mp3", content_type="audio/mpeg")
+
+    info = aws_storage.stat("outputs/x.mp3")
+    assert info is not None
+    assert info.size_bytes == 1000
+    assert info.content_type == "audio/mpeg"
+    assert aws_storage.stat("outputs/missing.mp3") is None
+
+    aws_storage.delete("outputs/x.mp3")
+    assert aws_storage.stat("outputs/x.mp3") is None
+
+
+def test_unreachable_storage_is_translated_to_storage_error(
+    split_storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(**_kw: Any) -> None:
+        raise EndpointConnectionError(endpoint_url="http://minio:9000")
+
+    monkeypatch.setattr(split_storage.client, "head_object", refuse)
+    monkeypatch.setattr(split_storage.client, "head_bucket", refuse)
+
+    with pytest.raises(StorageError) as stat_error:
+        split_storage.stat("uploads/a.mp4")
+    with pytest.raises(StorageError):
+        split_storage.ping()
+    assert isinstance(stat_error.value.__cause__, EndpointConnectionError)
+    assert stat_error.value.retryable
