@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all install install-python install-system install-postgres install-test-tools run format lint typecheck \
+.PHONY: all install install-python install-system install-postgres install-test-tools run monitor format lint typecheck \
         test test-unit test-integration clean
 
 all: lint typecheck test
@@ -27,6 +27,10 @@ install-test-tools:
 ## Run the whole system in the foreground: API :8000, S3 :9000, one worker. Ctrl-C stops.
 run: install
 	$(BIN)/python scripts/run_local.py
+
+## Prometheus on :9090 scraping `make run`'s stack (a second terminal; same WORKERS=N). Ctrl-C stops.
+monitor: install
+	@scripts/bootstrap.sh monitor
 
 format: install-python
 	$(BIN)/ruff check --fix .

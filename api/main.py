@@ -11,11 +11,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import make_asgi_app
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from api.errors import register_error_handlers
-from api.metrics import RequestMetricsMiddleware
+from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import health, jobs, uploads
 from shared.config import Settings, get_settings
 from shared.db import create_tables, make_engine
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(uploads.router)
     app.include_router(jobs.router)
-    app.mount("/metrics", make_asgi_app())
+    app.router.routes.append(Route("/metrics", MetricsApp(), include_in_schema=False))
     _mount_frontend(app, Path(settings.frontend_dir))
     return app
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need on a fresh Debian machine, and only what
-# is missing. Usage: scripts/bootstrap.sh python|system|postgres|test-tools
+# is missing. Usage: scripts/bootstrap.sh python|system|postgres|test-tools|monitor
 #   python      virtualenv in .venv with the project and its dev tools
-#   system      ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running)
+#   system      ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running,
+#               with its rabbitmq_prometheus plugin on :15692)
 #   postgres    PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
-#   test-tools  what only the tests use from apt (nginx for `nginx -t`)
+#   test-tools  what only the tests use from apt (chromium, nginx for `nginx -t`,
+#               prometheus/promtool)
+#   monitor     `make monitor`: Prometheus in the foreground on 127.0.0.1:${PROMETHEUS_PORT:-9090},
+#               scraping `make run`'s API, its ${WORKERS:-1} worker(s) and RabbitMQ
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,14 +90,22 @@ start_rabbitmq() {
     *@127.0.0.1* | *@localhost* | amqp://127.0.0.1* | amqp://localhost*) ;;
     *) return 0 ;;
   esac
-  if port_open 5672; then return 0; fi
-  say "starting RabbitMQ"
-  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-    $SUDO systemctl start rabbitmq-server
-  else
-    $SUDO rabbitmq-server -detached
+  if ! port_open 5672; then
+    say "starting RabbitMQ"
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+      $SUDO systemctl start rabbitmq-server
+    else
+      $SUDO rabbitmq-server -detached
+    fi
+    wait_for_port 5672 RabbitMQ 90
   fi
-  wait_for_port 5672 RabbitMQ 90
+  # Queue depth and consumers come from RabbitMQ's own Prometheus endpoint (:15692).
+  # Enabling is idempotent and takes effect on the running node.
+  if ! port_open 15692; then
+    say "enabling RabbitMQ's rabbitmq_prometheus plugin (:15692)"
+    $SUDO rabbitmq-plugins enable --quiet rabbitmq_prometheus >/dev/null
+    wait_for_port 15692 "RabbitMQ's Prometheus endpoint" 30
+  fi
 }
 
 install_postgres() {
@@ -113,12 +125,56 @@ install_postgres() {
 }
 
 install_test_tools() {
+  # Debian's Chromium for the page's browser tests (Playwright drives it; no browser is
+  # ever downloaded by Playwright itself).
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing chromium (apt-get)"
+    apt_install chromium
+  fi
   # nginx only checks the frontend image's config (`nginx -t`); it is not left running.
   if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     say "installing nginx for 'nginx -t' (apt-get)"
     apt_install nginx-light
     $SUDO service nginx stop >/dev/null 2>&1 || true
   fi
+  install_prometheus
+}
+
+install_prometheus() {
+  # Debian's package: prometheus and promtool. Never a downloaded binary.
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then return 0; fi
+  say "installing prometheus (apt-get)"
+  apt_install prometheus
+  # The package starts its own daemon on :9090 (and, if recommends were on, a node
+  # exporter on :9100, the worker's metrics port). We run Prometheus ourselves.
+  local svc
+  for svc in prometheus prometheus-node-exporter; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+      $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    else
+      $SUDO service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+run_monitor() {
+  install_prometheus
+  local config=monitoring/prometheus/prometheus.local.yml dir=.run/prometheus
+  local port=${PROMETHEUS_PORT:-9090} workers=${WORKERS:-1} targets="" i
+  if port_open "$port"; then
+    echo "error: port $port is in use (the Debian prometheus service? 'service prometheus stop'); or set PROMETHEUS_PORT" >&2
+    return 1
+  fi
+  mkdir -p "$dir/data"
+  # `make run` gives worker N the metrics port 9100+N-1.
+  for ((i = 0; i < workers; i++)); do targets+="${targets:+, }\"127.0.0.1:$((9100 + i))\""; done
+  printf '[{"targets": [%s]}]\n' "$targets" >"$dir/workers.json.tmp"
+  mv "$dir/workers.json.tmp" "$dir/workers.json"
+  promtool check config "$config" >/dev/null
+  say "Prometheus on http://127.0.0.1:$port (alerts: /alerts, targets: /targets); Ctrl-C stops it"
+  exec prometheus --config.file="$config" --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time=7d --web.listen-address="127.0.0.1:$port" \
+    --web.enable-lifecycle --log.level=warn
 }
 
 case "${1:-}" in
@@ -126,8 +182,9 @@ case "${1:-}" in
   system) install_system ;;
   postgres) install_postgres ;;
   test-tools) install_test_tools ;;
+  monitor) run_monitor ;;
   *)
-    echo "usage: $0 python|system|postgres|test-tools" >&2
+    echo "usage: $0 python|system|postgres|test-tools|monitor" >&2
     exit 2
     ;;
 esac

@@ -77,9 +77,10 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("V2M_DATABASE_URL", f"sqlite:///{RUN_DIR / 'video2mp3.db'}")
     env.setdefault("V2M_S3_ENDPOINT_URL", f"http://127.0.0.1:{args.s3_port}")
-    env.setdefault(
-        "V2M_LOG_FORMAT", "console"
-    )  # people read this; V2M_LOG_FORMAT=json for machines
+    if sys.stdout.isatty():
+        env.setdefault("FORCE_COLOR", "1")  # children write to a pipe, the user sees a terminal
+    # People read this output; V2M_LOG_FORMAT=json for machines.
+    env.setdefault("V2M_LOG_FORMAT", "console")
     env.setdefault("V2M_TMP_DIR", str(RUN_DIR / "tmp"))
     Path(env["V2M_TMP_DIR"]).mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
@@ -90,11 +91,13 @@ def main() -> int:
                 f"port {port} ({what}) is already in use; stop whatever holds it first"
             )
 
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    specs: dict[str, tuple[list[str], dict[str, str] | None]] = {}
 
     def start(
         name: str, argv: list[str], extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
+        specs[name] = (argv, extra_env)
         proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -105,7 +108,7 @@ def main() -> int:
         )
         assert proc.stdout is not None
         threading.Thread(target=pump, args=(name, proc.stdout), daemon=True).start()
-        procs.append((name, proc))
+        procs[name] = proc
         return proc
 
     minio = shutil.which("minio")
@@ -171,18 +174,32 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     exit_code = 0
+    restarts: dict[str, float] = {}
     while not stopping.is_set():
-        for name, proc in procs:
-            if proc.poll() is not None:
+        for name, proc in list(procs.items()):
+            if proc.poll() is None:
+                continue
+            if not name.startswith("worker"):
                 print(f"{name} exited with code {proc.returncode}; stopping everything", flush=True)
                 exit_code = 1
                 stopping.set()
                 break
+            # A worker that dies is restarted, as an orchestrator would; its job is
+            # redelivered by RabbitMQ. Restarts are spaced so a crash loop does not spin.
+            delay = 1.0 if time.monotonic() - restarts.get(name, 0.0) > 30 else 5.0
+            print(
+                f"{name} exited with code {proc.returncode}; restarting in {delay:.0f} s",
+                flush=True,
+            )
+            stopping.wait(delay)
+            if not stopping.is_set():
+                restarts[name] = time.monotonic()
+                start(name, *specs[name])
         stopping.wait(0.5)
 
     print("\nstopping...", flush=True)
     # Workers first (they finish their job), then the API, then storage.
-    for name, proc in reversed(procs):
+    for name, proc in reversed(list(procs.items())):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     retry_backoff_base_s: float = 2.0
     retry_backoff_max_s: float = 300.0
     progress_interval_s: float = 1.0
+    # Leases: a running job renews its lease; one not renewed for job_lease_s is put back.
+    heartbeat_interval_s: float = 10.0
+    job_lease_s: float = 60.0
+    reaper_interval_s: float = 30.0
+    unpublished_after_s: float = 60.0
+    # Hostile or oversized input
+    max_media_duration_s: float = 4 * 3600.0
+    max_output_bytes: int = 1 * GiB
+    ffmpeg_memory_limit_mb: int = 2048
     tmp_dir: str | None = None
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.errors import ConflictError, NotFoundError
-from shared.models import Job, JobStatus, Upload, as_utc, utcnow
+from shared.models import Job, JobStatus, Upload, as_utc, new_id, utcnow
 
 ACTIVE = (JobStatus.queued, JobStatus.processing)
 
@@ -153,14 +153,34 @@ def list_jobs(
 
 
 # --------------------------------------------------------------------------- worker side
+#
+# Every job has a dispatch token, carried by its queue message. Only a message with the
+# job's current token may run it: when a job is re-dispatched (a stale "processing" put
+# back, an unpublished job published by the reaper, a dead letter replayed) the token
+# changes, so any older copy of its message still in flight is recognised and dropped.
+# Writes by a worker are guarded by the token too, so a worker that lost its lease can
+# never overwrite the outcome of the one that took over.
 
 
-def start_attempt(*, session: Session, job_id: str) -> Job | None:
-    """Mark an active job processing and count the attempt; None if already finished."""
+def _update_job() -> Any:
+    """UPDATE job, without the ORM re-evaluating the WHERE on loaded objects in Python
+    (SQLite hands back naive datetimes, which cannot be compared with aware ones)."""
+    return update(Job).execution_options(synchronize_session=False)
+
+
+def _owned(job_id: str, token: str | None) -> list[Any]:
+    clauses: list[Any] = [col(Job.id) == job_id]
+    if token is not None:
+        clauses.append(col(Job.dispatch_token) == token)
+    return clauses
+
+
+def start_attempt(*, session: Session, job_id: str, token: str | None = None) -> Job | None:
+    """Mark an active job processing and count the attempt; None if finished or not ours."""
     now = utcnow()
     result = session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status).in_(ACTIVE))
         .values(
             status=JobStatus.processing,
             attempts=Job.attempts + 1,
@@ -180,13 +200,24 @@ def start_attempt(*, session: Session, job_id: str) -> Job | None:
     return job
 
 
-def set_progress(*, session: Session, job_id: str, progress: int) -> None:
+def set_progress(*, session: Session, job_id: str, progress: int, token: str | None = None) -> None:
     session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status) == JobStatus.processing)
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status) == JobStatus.processing)
         .values(progress=max(0, min(99, progress)), updated_at=utcnow())
     )
     session.commit()
+
+
+def heartbeat(*, session: Session, job_id: str, token: str | None = None) -> bool:
+    """Renew the lease of a running job; False if it is no longer ours."""
+    result = session.execute(
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status) == JobStatus.processing)
+        .values(updated_at=utcnow())
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def complete(
@@ -197,11 +228,12 @@ def complete(
     size_bytes: int,
     duration_s: float,
     bitrate_kbps: int | None,
+    token: str | None = None,
 ) -> bool:
     now = utcnow()
     result = session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status).in_(ACTIVE))
         .values(
             status=JobStatus.completed,
             progress=100,
@@ -219,11 +251,13 @@ def complete(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def fail(*, session: Session, job_id: str, code: str, message: str) -> bool:
+def fail(
+    *, session: Session, job_id: str, code: str, message: str, token: str | None = None
+) -> bool:
     now = utcnow()
     result = session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status).in_(ACTIVE))
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status).in_(ACTIVE))
         .values(
             status=JobStatus.failed,
             finished_at=now,
@@ -236,11 +270,13 @@ def fail(*, session: Session, job_id: str, code: str, message: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def requeue_for_retry(*, session: Session, job_id: str, code: str, message: str) -> None:
+def requeue_for_retry(
+    *, session: Session, job_id: str, code: str, message: str, token: str | None = None
+) -> bool:
     """Back to queued between attempts; the last error is kept for operators."""
-    session.execute(
-        update(Job)
-        .where(col(Job.id) == job_id, col(Job.status) == JobStatus.processing)
+    result = session.execute(
+        _update_job()
+        .where(*_owned(job_id, token), col(Job.status) == JobStatus.processing)
         .values(
             status=JobStatus.queued,
             progress=0,
@@ -250,3 +286,88 @@ def requeue_for_retry(*, session: Session, job_id: str, code: str, message: str)
         )
     )
     session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_published(*, session: Session, job_id: str, token: str) -> None:
+    session.execute(
+        _update_job()
+        .where(col(Job.id) == job_id, col(Job.dispatch_token) == token)
+        .values(published_at=utcnow())
+    )
+    session.commit()
+
+
+def redispatch(
+    *,
+    session: Session,
+    job_id: str,
+    expect_status: JobStatus,
+    older_than: datetime,
+    reset_attempts: bool = False,
+) -> str | None:
+    """Give a job a new dispatch token and mark it queued; None if someone else did first.
+
+    The caller publishes a message with the returned token and then `mark_published`.
+    """
+    token = new_id()
+    values: dict[str, Any] = {
+        "status": JobStatus.queued,
+        "dispatch_token": token,
+        "progress": 0,
+        "published_at": None,
+        "updated_at": utcnow(),
+        "finished_at": None,
+    }
+    if reset_attempts:
+        values.update(attempts=0, error_code=None, error_message=None)
+    result = session.execute(
+        _update_job()
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status) == expect_status,
+            col(Job.updated_at) < older_than,
+        )
+        .values(**values)
+    )
+    session.commit()
+    return token if result.rowcount else None  # type: ignore[attr-defined]
+
+
+def stale_processing(*, session: Session, older_than: datetime, limit: int = 100) -> list[str]:
+    """Jobs said to be processing whose worker stopped renewing the lease."""
+    rows = session.exec(
+        select(Job.id)
+        .where(col(Job.status) == JobStatus.processing, col(Job.updated_at) < older_than)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def unpublished(*, session: Session, older_than: datetime, limit: int = 100) -> list[str]:
+    """Queued jobs whose message was never confirmed by the broker (e.g. the API died)."""
+    rows = session.exec(
+        select(Job.id)
+        .where(
+            col(Job.status) == JobStatus.queued,
+            col(Job.published_at).is_(None),
+            col(Job.updated_at) < older_than,
+        )
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def expired_unused_uploads(*, session: Session, now: datetime, limit: int = 100) -> list[Upload]:
+    used = select(Job.upload_id)
+    rows = session.exec(
+        select(Upload).where(col(Upload.expires_at) < now, col(Upload.id).not_in(used)).limit(limit)
+    ).all()
+    return list(rows)
+
+
+def delete_upload(*, session: Session, upload_id: str) -> None:
+    upload = session.get(Upload, upload_id)
+    if upload is not None:
+        session.delete(upload)
+        session.commit()

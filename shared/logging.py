@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
@@ -17,7 +18,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     ]
     renderer: structlog.typing.Processor
     if use_console:
-        renderer = structlog.dev.ConsoleRenderer()
+        colors = sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
         processors: list[structlog.typing.Processor] = [*shared_processors, renderer]
     else:
         renderer = structlog.processors.JSONRenderer()
@@ -34,5 +36,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s"
     )
-    for noisy in ("pika", "botocore", "urllib3", "boto3"):
+    for noisy in ("botocore", "urllib3", "boto3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs every failed connection attempt with a traceback; we log our own one-line
+    # events (broker_connection_lost, request_failed) where the failure is handled.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -94,6 +94,10 @@ class Job(SQLModel, table=True):
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
     upload_id: str = SQLField(foreign_key="upload.id", unique=True, max_length=36)
     idempotency_key: str | None = SQLField(default=None, unique=True, max_length=255)
+    dispatch_token: str = SQLField(default_factory=new_id, max_length=36)
+    published_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     request_hash: str | None = SQLField(default=None, max_length=64)
     status: str = SQLField(default=JobStatus.queued, index=True, max_length=16)
     progress: int = 0

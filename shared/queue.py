@@ -34,6 +34,7 @@ class JobMessage(BaseModel):
     v: int = MESSAGE_VERSION
     job_id: str
     attempt: int = 1
+    token: str | None = None  # the job's dispatch token; older copies are ignored
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()

@@ -163,6 +163,21 @@ class Storage:
             size_bytes=int(head["ContentLength"]), content_type=head.get("ContentType")
         )
 
+    def read_head(self, key: str, length: int) -> bytes:
+        """The first ``length`` bytes of an object (a ranged GET)."""
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )["Body"]
+            data: bytes = body.read(length)
+            return data
+        except ClientError as exc:
+            if _status(exc) in (404, 416):
+                return b""
+            raise StorageError("Object storage refused a request.") from exc
+        except BotoCoreError as exc:
+            raise StorageError("Object storage is unreachable.") from exc
+
     def upload_file(self, path: str, key: str, *, content_type: str) -> None:
         try:
             self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": content_type})

@@ -81,6 +81,11 @@ class FakeStorage:
             return None
         return ObjectInfo(size_bytes=len(obj.data), content_type=obj.content_type)
 
+    def read_head(self, key: str, length: int) -> bytes:
+        self._check()
+        obj = self.objects.get(key)
+        return obj.data[:length] if obj is not None else b""
+
     def upload_file(self, path: str, key: str, *, content_type: str) -> None:
         self._check()
         self.objects[key] = StoredObject(Path(path).read_bytes(), content_type)

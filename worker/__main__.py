@@ -15,22 +15,19 @@ import structlog
 from shared.config import get_settings
 from shared.db import create_tables, make_engine
 from shared.logging import configure_logging
+from shared.procs import pid_alive
+from shared.queue import Publisher
 from shared.storage import Storage
 from worker.consumer import Consumer
 from worker.handlers import TMP_PREFIX, JobContext, process_message
 from worker.metrics import serve_health
+from worker.reaper import Reaper
 
 
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # a dir named for our own pid predates us (container restart)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def remove_stale_temp_dirs(tmp_dir: str | None) -> int:
@@ -72,9 +69,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if settings.worker_metrics_port:
-        serve_health(settings.worker_metrics_port, lambda: consumer.connected.is_set())
+        serve_health(
+            settings.worker_metrics_port,
+            lambda: consumer.connected.is_set(),
+            concurrency=settings.worker_concurrency,
+        )
     log.info("worker_started", concurrency=settings.worker_concurrency, queue=settings.queue_name)
+    reaper = Reaper(settings, engine, storage, Publisher(settings))
+    if settings.reaper_interval_s > 0:
+        reaper.start()
     consumer.run()
+    reaper.stop()
     engine.dispose()
     if consumer.busy:
         log.warning("exiting_with_unfinished_jobs", running=consumer.busy)

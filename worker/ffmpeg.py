@@ -8,6 +8,8 @@ back and write the Xing/LAME header with the true duration.
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import subprocess
 import threading
 import time
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 
 from shared.errors import MediaError, StorageError, TranscodeError, TransientTranscodeError
 from shared.models import JobOptions
+from worker import metrics
 
 # Demuxers we accept. Anything else (playlists such as hls/concat, image sequences,
 # raw devices, "tty" text art...) is refused before a byte is decoded.
@@ -94,6 +97,7 @@ class AudioStream:
     channels: int
     sample_rate: int
     bit_rate: int | None = None
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,7 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
                 channels=int(s.get("channels") or 0),
                 sample_rate=int(_float(s.get("sample_rate")) or 0),
                 bit_rate=int(_float(s.get("bit_rate")) or 0) or None,
+                duration_s=_float(s.get("duration")),
             )
         )
     bit_rate = _float(fmt.get("bit_rate"))
@@ -146,7 +151,7 @@ def probe_argv(ffprobe: str, url: str, *, restrict_formats: bool = True) -> list
         argv += ["-format_whitelist", FORMAT_WHITELIST]
     return argv + [
         "-show_entries",
-        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate",
+        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration",
         "-of",
         "json",
         url,
@@ -167,6 +172,7 @@ def probe(
     except subprocess.TimeoutExpired as exc:
         raise TransientTranscodeError("Reading the input took too long.", code="timeout") from exc
     stderr = proc.stderr.decode("utf-8", "replace")
+    metrics.record_exit("ffprobe", proc.returncode)
     if proc.returncode != 0:
         raise classify_failure(proc.returncode, stderr, stage="probe")
     try:
@@ -198,6 +204,12 @@ def _is_storage_problem(stderr: str) -> bool:
 def classify_failure(returncode: int, stderr: str, *, stage: str) -> Exception:
     """Map an ffprobe/ffmpeg exit to our error tree. Raw stderr never reaches users."""
     detail = stderr[-1500:]
+    if returncode == -signal.SIGXCPU or "Cannot allocate memory" in stderr:
+        return MediaError(
+            "The file needs more resources than a conversion may use.",
+            code="resource_limit",
+            detail=detail,
+        )
     if returncode < 0:
         return TransientTranscodeError(
             f"The {stage} process was stopped by a signal.", detail=detail
@@ -234,6 +246,7 @@ def transcode_argv(
     output_path: str,
     probe_result: ProbeResult,
     options: JobOptions,
+    max_output_bytes: int | None = None,
 ) -> list[str]:
     argv = [
         ffmpeg,
@@ -282,9 +295,10 @@ def transcode_argv(
         "mp3",
         "-progress",
         "pipe:1",
-        output_path,
     ]
-    return argv
+    if max_output_bytes:
+        argv += ["-fs", str(max_output_bytes)]
+    return [*argv, output_path]
 
 
 def parse_progress_line(line: str) -> float | None:
@@ -313,8 +327,13 @@ def run_transcode(
     timeout_s: float,
     progress_interval_s: float = 1.0,
     preexec_fn: Callable[[], None] | None = None,
-) -> None:
-    """Run ffmpeg, reporting progress at most once per interval. Raises on failure."""
+) -> list[str]:
+    """Run ffmpeg, reporting progress at most once per interval.
+
+    Returns the last lines ffmpeg wrote to stderr (for truncation checks and logs);
+    raises on failure.
+    """
+    started = time.monotonic()
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -360,12 +379,36 @@ def run_transcode(
             proc.kill()
             proc.wait()
         err_thread.join(timeout=5)
+    metrics.record_exit("ffmpeg", returncode)
     if timed_out.is_set():
         raise TransientTranscodeError(
             "The conversion took longer than the time limit.", code="timeout"
         )
     if returncode != 0:
         raise classify_failure(returncode, "\n".join(stderr_tail), stage="ffmpeg")
+    metrics.record_transcode(duration_s, time.monotonic() - started)
+    return list(stderr_tail)
+
+
+# What ffmpeg says when the input stops before its container says it should.
+TRUNCATION_MARKERS = ("partial file", "Truncating packet", "truncated")
+
+
+def looks_truncated(stderr_lines: Iterable[str]) -> bool:
+    return any(marker in line for line in stderr_lines for marker in TRUNCATION_MARKERS)
+
+
+def resource_limits(*, cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
+    """A preexec_fn that caps ffmpeg's CPU time and address space, and forbids core dumps."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        if memory_mb > 0:
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
 
 
 def _lines(stream: Iterable[bytes]) -> Iterable[str]:

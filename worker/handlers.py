@@ -10,7 +10,10 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -85,33 +88,47 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
         if existing.status in TERMINAL_STATUSES:
             log.info("duplicate_delivery_ignored", status=existing.status)
             return Outcome(Action.ACK)
-        job = jobs.start_attempt(session=session, job_id=message.job_id)
+        if message.token is not None and message.token != existing.dispatch_token:
+            # An older copy of a job that has since been re-dispatched with a new token.
+            log.info("stale_message_ignored", status=existing.status)
+            return Outcome(Action.ACK)
+        token = existing.dispatch_token
+        job = jobs.start_attempt(session=session, job_id=message.job_id, token=token)
         if job is None:
             return Outcome(Action.ACK)
+    log.info("job_started", attempts=job.attempts)
 
     started = time.monotonic()
     try:
-        with metrics.JOBS_IN_PROGRESS.track_inprogress():
-            result = convert(job.id, job.input_key, JobOptions.model_validate(job.options), ctx)
+        with metrics.JOBS_IN_PROGRESS.track_inprogress(), lease(ctx, job.id, token):
+            result = convert(
+                job.id, job.input_key, JobOptions.model_validate(job.options), ctx, token=token
+            )
     except AppError as exc:
-        return handle_failure(exc, job.id, job.attempts, ctx, started)
+        return handle_failure(exc, job.id, job.attempts, ctx, started, token=token)
     except Exception as exc:  # unexpected: log with traceback, treat as retryable
         log.error("job_crashed", exc_info=True)
         wrapped = TransientTranscodeError(
             "The conversion failed unexpectedly.", code="internal_error", detail=repr(exc)[:300]
         )
-        return handle_failure(wrapped, job.id, job.attempts, ctx, started)
+        return handle_failure(wrapped, job.id, job.attempts, ctx, started, token=token)
 
     with Session(ctx.engine) as session:
-        jobs.complete(
+        owned = jobs.complete(
             session=session,
             job_id=job.id,
             output_key=result.key,
             size_bytes=result.size_bytes,
             duration_s=result.duration_s,
             bitrate_kbps=result.bitrate_kbps,
+            token=token,
         )
+    if not owned:
+        # Our lease lapsed and the job was handed to another worker: its outcome stands.
+        log.warning("lease_lost_result_discarded")
+        return Outcome(Action.ACK)
     record_finished("completed", "", started)
+    metrics.record_completed(input_bytes=job.input_size_bytes, output_bytes=result.size_bytes)
     log.info(
         "job_completed",
         duration_s=round(time.monotonic() - started, 3),
@@ -128,20 +145,24 @@ def handle_failure(
     attempt: int,
     ctx: JobContext,
     started: float,
+    token: str | None = None,
 ) -> Outcome:
     elapsed = round(time.monotonic() - started, 3)
     with Session(ctx.engine) as session:
         if not exc.retryable:
-            jobs.fail(session=session, job_id=job_id, code=exc.code, message=exc.message)
+            jobs.fail(
+                session=session, job_id=job_id, code=exc.code, message=exc.message, token=token
+            )
             record_finished("failed", exc.code, started)
             log.info("job_failed", code=exc.code, duration_s=elapsed, detail=exc.detail)
             return Outcome(Action.ACK)
         if attempt < ctx.settings.max_attempts:
             jobs.requeue_for_retry(
-                session=session, job_id=job_id, code=exc.code, message=exc.message
+                session=session, job_id=job_id, code=exc.code, message=exc.message, token=token
             )
             ceiling = backoff_ms(ctx.settings, attempt)
-            delay = random.randint(ceiling // 2, ceiling)  # jitter below the queue's TTL
+            # Jitter in the top quarter, below the retry queue's TTL: delays still double.
+            delay = random.randint(ceiling * 3 // 4, ceiling)
             metrics.RETRIES.labels(exc.code).inc()
             log.info("job_retry_scheduled", code=exc.code, delay_ms=delay, detail=exc.detail)
             return Outcome(Action.RETRY, retry_attempt=attempt, delay_ms=delay)
@@ -150,6 +171,7 @@ def handle_failure(
             job_id=job_id,
             code="retries_exhausted",
             message=f"The conversion failed {attempt} times; the last error was: {exc.message}",
+            token=token,
         )
         record_finished("failed", "retries_exhausted", started)
         metrics.DEAD_LETTERED.labels("retries_exhausted").inc()
@@ -171,13 +193,90 @@ class ConvertResult:
     stream_copy: bool
 
 
-def convert(job_id: str, input_key: str, options: JobOptions, ctx: JobContext) -> ConvertResult:
+@contextmanager
+def lease(ctx: JobContext, job_id: str, token: str | None) -> Iterator[None]:
+    """Renew the job's lease every heartbeat interval while the block runs."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(ctx.settings.heartbeat_interval_s):
+            try:
+                with Session(ctx.engine) as session:
+                    jobs.heartbeat(session=session, job_id=job_id, token=token)
+            except SQLAlchemyError:
+                log.warning("heartbeat_failed")
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"lease-{job_id[:8]}")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def probe_input(input_url: str, input_key: str, ctx: JobContext) -> ffmpeg.ProbeResult:
+    """ffprobe the input, telling a cut-off MP4 (ftyp but no moov) from a file that is not media."""
+    try:
+        return ffmpeg.probe(ctx.settings.ffprobe_bin, input_url)
+    except MediaError as exc:
+        if exc.detail and "moov atom not found" in exc.detail:
+            head = ctx.storage.read_head(input_key, 12)
+            if head[4:8] == b"ftyp":
+                raise MediaError(
+                    "The upload is incomplete: the file was cut off before its end.",
+                    code="input_truncated",
+                    detail=exc.detail,
+                ) from exc
+        raise
+
+
+def check_input_limits(probe: ffmpeg.ProbeResult, settings: Settings) -> None:
+    if not probe.audio:
+        raise MediaError("The file has no audio track to convert.", code="no_audio_stream")
+    limit = settings.max_media_duration_s
+    if probe.duration_s and probe.duration_s > limit:
+        raise MediaError(
+            f"The file is {probe.duration_s / 3600:.1f} hours long; the longest accepted is "
+            f"{limit / 3600:.1f} hours.",
+            code="media_too_long",
+        )
+
+
+def check_output(
+    probe: ffmpeg.ProbeResult,
+    result: ffmpeg.ProbeResult,
+    stderr_tail: list[str],
+    size: int,
+    settings: Settings,
+) -> None:
+    """Refuse an MP3 that is shorter than the input says it is, or that hit the size cap."""
+    if not result.audio or not size:
+        raise MediaError("The file's audio could not be decoded.", code="unsupported_media")
+    if size >= settings.max_output_bytes:
+        raise MediaError(
+            "The MP3 would be larger than the largest output allowed.", code="output_too_large"
+        )
+    expected = probe.first_audio.duration_s if probe.format_name.startswith("mov") else None
+    got = result.duration_s or 0.0
+    if ffmpeg.looks_truncated(stderr_tail) or (
+        expected and got < expected - max(1.0, 0.02 * expected)
+    ):
+        raise MediaError(
+            "The upload is incomplete: the file was cut off before its end.",
+            code="input_truncated",
+            detail="\n".join(stderr_tail)[-1500:] or f"decoded {got:.2f}s of {expected}s",
+        )
+
+
+def convert(
+    job_id: str, input_key: str, options: JobOptions, ctx: JobContext, token: str | None = None
+) -> ConvertResult:
     """Probe, transcode to a temp file, probe the result, upload. Temp dir always removed."""
     settings = ctx.settings
     input_url = ctx.storage.presign_internal_get(input_key, expires_s=settings.input_url_expires_s)
-    probe = ffmpeg.probe(settings.ffprobe_bin, input_url)
-    if not probe.audio:
-        raise MediaError("The file has no audio track to convert.", code="no_audio_stream")
+    probe = probe_input(input_url, input_key, ctx)
+    check_input_limits(probe, settings)
     log.info(
         "input_probed",
         format=probe.format_name,
@@ -190,22 +289,32 @@ def convert(job_id: str, input_key: str, options: JobOptions, ctx: JobContext) -
     )
     try:
         out_path = workdir / "out.mp3"
-        argv = ffmpeg.transcode_argv(settings.ffmpeg_bin, input_url, str(out_path), probe, options)
+        argv = ffmpeg.transcode_argv(
+            settings.ffmpeg_bin,
+            input_url,
+            str(out_path),
+            probe,
+            options,
+            max_output_bytes=settings.max_output_bytes,
+        )
 
         def report(percent: int) -> None:
             with Session(ctx.engine) as session:
-                jobs.set_progress(session=session, job_id=job_id, progress=percent)
+                jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
 
-        ffmpeg.run_transcode(
+        stderr_tail = ffmpeg.run_transcode(
             argv,
             duration_s=probe.duration_s,
             on_progress=report,
             timeout_s=settings.job_timeout_s,
             progress_interval_s=settings.progress_interval_s,
+            preexec_fn=ffmpeg.resource_limits(
+                cpu_seconds=int(settings.job_timeout_s) + 60,
+                memory_mb=settings.ffmpeg_memory_limit_mb,
+            ),
         )
         result = ffmpeg.probe(settings.ffprobe_bin, str(out_path), restrict_formats=False)
-        if not result.audio or not out_path.stat().st_size:
-            raise MediaError("The file's audio could not be decoded.", code="unsupported_media")
+        check_output(probe, result, stderr_tail, out_path.stat().st_size, settings)
         key = output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
         bitrate = result.first_audio.bit_rate or result.bit_rate

@@ -124,12 +124,13 @@ def create_job(
                 return _replay(existing, request_hash, response)
         raise
     try:
-        publisher.publish(JobMessage(job_id=job.id))
+        publisher.publish(JobMessage(job_id=job.id, token=job.dispatch_token))
     except QueueError:
         # Nothing half-created: the row goes, the client may retry with the same key.
         jobs.delete_job(session=session, job_id=job.id)
         JOBS_CREATED.labels("queue_unavailable").inc()
         raise
+    jobs.mark_published(session=session, job_id=job.id, token=job.dispatch_token)
     JOBS_CREATED.labels("created").inc()
     log.info("job_created", job_id=job.id, input_bytes=upload.size_bytes)
     return JobPublic.from_job(job)

@@ -593,6 +593,7 @@ def test_operator_monitors_ship_only_where_the_operator_is_expected() -> None:
         "ServiceMonitor/api",
         "PodMonitor/worker",
         "ServiceMonitor/rabbitmq",
+        "PrometheusRule/video2mp3",
     }
 
 

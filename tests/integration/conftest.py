@@ -256,8 +256,12 @@ class Stack:
         return upload_id
 
     def create_job(
-        self, upload_id: str, options: dict[str, Any] | None = None, **headers: str
+        self,
+        upload_id: str,
+        options: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         with self.client() as api:
             resp = api.post(
                 "/v1/jobs", json={"upload_id": upload_id, "options": options or {}}, headers=headers
@@ -402,7 +406,8 @@ def make_stack(
     stacks: list[Stack] = []
 
     def create(workers: int = 1, database_url: str | None = None, **extra_env: str) -> Stack:
-        stack = new_stack(tmp_path_factory, amqp_url, s3_endpoint, database_url, **extra_env)
+        broker = extra_env.pop("amqp_url", amqp_url)  # a test's own broker, if it has one
+        stack = new_stack(tmp_path_factory, broker, s3_endpoint, database_url, **extra_env)
         stacks.append(stack)
         stack.start_api()
         for _ in range(workers):

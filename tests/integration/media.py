@@ -290,3 +290,17 @@ def decoded_md5(path: Path) -> str:
         timeout=60,
         text=True,
     ).stdout.strip()
+
+
+def _longer(base: str, name: str, filename: str, seconds: str) -> Sample:
+    """The same recipe as ``base`` with another duration (for cutting files in half)."""
+    args = list(SAMPLES[base].args)
+    args[args.index("-t") + 1] = seconds
+    return Sample(name, filename, SAMPLES[base].content_type, args)
+
+
+for _base, _name, _filename in (
+    ("mp4_h264_aac", "mp4_h264_aac_long", "long.mp4"),
+    ("mp4_moov_at_end", "mp4_moov_at_end_long", "long-moov-at-end.mp4"),
+):
+    SAMPLES[_name] = _longer(_base, _name, _filename, "12")

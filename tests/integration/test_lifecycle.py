@@ -108,8 +108,8 @@ def test_job_is_idempotent_over_http(
     stack = make_stack(workers=1)
     upload_id = stack.upload(sample("short_clip"), "blink.mp4", "video/mp4")
     key = f"test-{uuid.uuid4()}"
-    first = stack.create_job(upload_id, {"quality": 4}, **{"Idempotency-Key": key})
-    again = stack.create_job(upload_id, {"quality": 4}, **{"Idempotency-Key": key})
+    first = stack.create_job(upload_id, {"quality": 4}, idempotency_key=key)
+    again = stack.create_job(upload_id, {"quality": 4}, idempotency_key=key)
     assert again["id"] == first["id"]
     assert stack.wait_finished(first["id"])["status"] == "completed"
     time.sleep(0.5)

@@ -11,12 +11,12 @@ from tests.unit.conftest import make_settings
 
 
 def test_job_message_round_trips() -> None:
-    message = JobMessage(job_id="abc", attempt=3)
+    message = JobMessage(job_id="abc", attempt=3, token="t-1")
 
     decoded = JobMessage.decode(message.encode())
 
     assert decoded == message
-    assert json.loads(message.encode()) == {"v": 1, "job_id": "abc", "attempt": 3}
+    assert json.loads(message.encode()) == {"v": 1, "job_id": "abc", "attempt": 3, "token": "t-1"}
 
 
 def test_job_message_defaults_to_first_attempt() -> None:

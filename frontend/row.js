@@ -1,0 +1,277 @@
+// One file or job in the list. The <li> carries the stable hooks tests and scripts use:
+// data-job-id ("" until the job exists), data-status (queued|uploading|processing|
+// completed|failed) and, when failed, data-error-code.
+
+import { downloadUrl } from "./api.js";
+import { REFUSED } from "./checks.js";
+import { h, icon } from "./dom.js";
+import {
+  describeOptions,
+  formatBytes,
+  formatDuration,
+  formatTime,
+  stemOf,
+} from "./format.js";
+
+const STATUS_LABEL = {
+  queued: "In queue",
+  uploading: "Uploading",
+  processing: "Converting",
+  completed: "Done",
+  failed: "Failed",
+};
+
+let counter = 0;
+
+export class JobRow {
+  /**
+   * From a File about to be uploaded ({file, options}) or a job from the API ({job}).
+   * `on` holds the page's handlers: status(row), retry(row), dismiss(row), chooseAgain().
+   */
+  constructor({ file = null, job = null, options = {}, on }) {
+    this.key = `row-${++counter}`;
+    this.on = on;
+    this.file = file;
+    this.job = job;
+    this.options = job ? job.options || {} : options;
+    this.filename = job ? job.input.filename : file.name;
+    this.sizeBytes = job ? job.input.size_bytes : file.size;
+    this.createdAt = job ? new Date(job.created_at) : new Date();
+    this.status = job ? job.status : "queued";
+    this.waiting = !job; // queued in this page for an upload slot, not yet on the server
+    this.loaded = 0;
+    this.error = job?.error || null;
+    this.live = !job; // started in this page: its preview loads the duration at once
+    this.cancel = null;
+    this.stopFollowing = null;
+    this.build();
+    this.render();
+  }
+
+  build() {
+    const nameId = `${this.key}-name`;
+    this.el = h("li", {
+      class: "job",
+      tabindex: -1,
+      "data-job-id": "",
+      "data-status": this.status,
+      "aria-labelledby": nameId,
+    });
+    this.iconEl = h("span", { class: "job__icon", "aria-hidden": "true" });
+    this.nameEl = h("span", { class: "job__name", id: nameId, title: this.filename });
+    this.nameEl.textContent = this.filename;
+    this.metaEl = h("span", { class: "job__meta" });
+    this.badgeEl = h("span", { class: "badge", "data-role": "badge" });
+    const bar = (role, label) =>
+      h("progress", {
+        class: `bar bar--${role}`,
+        "data-role": `${role}-progress`,
+        max: 100,
+        value: 0,
+        "aria-label": `${label} of ${this.filename}`,
+      });
+    this.uploadBar = bar("upload", "Upload");
+    this.convertBar = bar("convert", "Conversion");
+    this.statusEl = h("p", { class: "job__status", "data-role": "status" });
+    this.errorEl = h("p", { class: "job__error", "data-role": "error", hidden: true });
+    this.resultEl = h("div", { class: "job__result", "data-role": "result", hidden: true });
+    this.actionsEl = h("div", { class: "job__actions" });
+    this.el.append(
+      h(
+        "div",
+        { class: "job__head" },
+        this.iconEl,
+        h("div", { class: "job__title" }, this.nameEl, this.metaEl),
+        this.badgeEl,
+      ),
+      h("div", { class: "job__bars" }, this.uploadBar, this.convertBar),
+      this.statusEl,
+      this.errorEl,
+      this.resultEl,
+      this.actionsEl,
+    );
+  }
+
+  get refused() {
+    return this.status === "failed" && REFUSED.has(this.error?.code);
+  }
+
+  /** The job as the API reports it (from POST, SSE or polling). */
+  setJob(job) {
+    const before = this.status;
+    this.job = job;
+    this.waiting = false;
+    this.status = job.status;
+    const unknown = { code: "failed", message: "The conversion failed." };
+    this.error = job.status === "failed" ? job.error || unknown : null;
+    this.render();
+    if (before !== this.status) this.on.status(this);
+  }
+
+  setStatus(status, error = null) {
+    const before = this.status;
+    this.status = status;
+    this.error = error;
+    this.render();
+    if (before !== status) this.on.status(this);
+  }
+
+  /** Back to the start, for Retry: a new upload and a new job for the same file. */
+  reset(options) {
+    this.job = null;
+    this.error = null;
+    this.live = true;
+    this.options = options;
+    this.createdAt = new Date();
+    this.loaded = 0;
+    this.uploadBar.value = 0;
+  }
+
+  render() {
+    const { el, job, status } = this;
+    el.dataset.status = status;
+    el.dataset.jobId = job?.id || "";
+    if (this.error) el.dataset.errorCode = this.error.code;
+    else delete el.dataset.errorCode;
+
+    const look = status === "completed" ? "done" : status === "failed" ? "failed" : "file";
+    if (this.iconEl.dataset.look !== look) {
+      this.iconEl.dataset.look = look;
+      this.iconEl.replaceChildren(icon(look));
+    }
+
+    const meta = [formatBytes(this.sizeBytes), this.refused ? null : describeOptions(this.options)]
+      .filter(Boolean)
+      .join(" · ");
+    if (this.metaKey !== meta + this.createdAt.getTime()) {
+      this.metaKey = meta + this.createdAt.getTime();
+      const when = h("time", {
+        datetime: this.createdAt.toISOString(),
+        text: formatTime(this.createdAt),
+      });
+      this.metaEl.replaceChildren(`${meta} · `, when);
+    }
+
+    if (this.waiting) this.badgeEl.textContent = "Waiting";
+    else if (this.refused) this.badgeEl.textContent = "Not uploaded";
+    else if (this.error?.code === "cancelled") this.badgeEl.textContent = "Cancelled";
+    else this.badgeEl.textContent = STATUS_LABEL[status] || status;
+
+    const share = this.sizeBytes ? this.loaded / this.sizeBytes : 1;
+    const uploaded = Math.min(100, Math.floor(share * 100));
+    if (status === "uploading") this.uploadBar.value = uploaded;
+    const progress = job?.progress ?? 0;
+    if (status === "queued" && !this.waiting) this.convertBar.removeAttribute("value");
+    else this.convertBar.value = status === "completed" ? 100 : progress;
+
+    this.statusEl.textContent = this.statusText(uploaded, progress);
+    this.statusEl.hidden = !this.statusEl.textContent;
+    this.errorEl.hidden = !this.error;
+    this.errorEl.textContent = this.error ? this.error.message : "";
+    this.renderResult();
+    this.renderActions();
+  }
+
+  statusText(uploaded, progress) {
+    const { status, job } = this;
+    if (this.waiting) return "Waiting for another upload to finish…";
+    if (status === "uploading") {
+      const sent = `${formatBytes(this.loaded)} of ${formatBytes(this.sizeBytes)}`;
+      return this.loaded ? `Uploading ${sent} · ${uploaded}%` : "Preparing the upload…";
+    }
+    if (status === "queued") return "Uploaded · waiting for a converter…";
+    if (status === "processing") {
+      return progress ? `Converting · ${progress}%` : "Starting the conversion…";
+    }
+    if (status === "completed" && job?.output) {
+      const out = job.output;
+      return [
+        `${stemOf(this.filename)}.mp3`,
+        formatDuration(out.duration_s),
+        formatBytes(out.size_bytes),
+        out.bitrate_kbps ? `${out.bitrate_kbps} kbit/s` : null,
+      ]
+        .filter(Boolean)
+        .join(" · ");
+    }
+    return "";
+  }
+
+  renderResult() {
+    const done = this.status === "completed" && this.job;
+    this.resultEl.hidden = !done;
+    if (!done) {
+      if (this.resultFor) this.resultEl.replaceChildren();
+      this.resultFor = null;
+      return;
+    }
+    if (this.resultFor === this.job.id) return; // already built: keep playback going
+    this.resultFor = this.job.id;
+    const url = downloadUrl(this.job.id);
+    const name = `${stemOf(this.filename)}.mp3`;
+    // Rows from earlier visits load nothing until played; fresh ones fetch the duration.
+    const audio = h("audio", {
+      controls: true,
+      preload: this.live ? "metadata" : "none",
+      src: url,
+      "aria-label": `Preview of ${name}`,
+    });
+    let reloaded = false;
+    audio.addEventListener("error", () => {
+      // The presigned URL behind the redirect is short-lived: ask for a fresh one, once.
+      if (reloaded) return;
+      reloaded = true;
+      audio.load();
+    });
+    const link = h(
+      "a",
+      {
+        class: "button button--primary",
+        href: url,
+        download: name,
+        "data-role": "download",
+        "aria-label": `Download ${name}`,
+      },
+      icon("download"),
+      "Download MP3",
+    );
+    this.resultEl.replaceChildren(audio, link);
+  }
+
+  renderActions() {
+    const button = (role, onclick, label, { quiet = false, glyph = null } = {}) =>
+      h(
+        "button",
+        {
+          class: quiet ? "button button--quiet" : "button",
+          type: "button",
+          "data-role": role,
+          onclick,
+        },
+        glyph && icon(glyph),
+        label,
+      );
+    const actions = [];
+    if ((this.status === "uploading" || this.waiting) && this.cancel) {
+      actions.push(button("cancel", () => this.cancel?.(), "Cancel", { quiet: true }));
+    }
+    if (this.status === "failed") {
+      if (this.refused) {
+        actions.push(button("dismiss", () => this.on.dismiss(this), "Dismiss", { quiet: true }));
+      } else if (this.file) {
+        actions.push(button("retry", () => this.on.retry(this), "Retry", { glyph: "retry" }));
+      } else {
+        // From an earlier visit: the browser no longer holds the file, so ask for it again.
+        const label = "Retry with the file…";
+        actions.push(button("retry", () => this.on.chooseAgain(), label, { glyph: "retry" }));
+      }
+    }
+    const key = actions.map((a) => a.dataset.role).join(",");
+    if (this.actionsEl.dataset.key === key) return; // keep focus on an existing button
+    const hadFocus = this.actionsEl.contains(document.activeElement);
+    this.actionsEl.dataset.key = key;
+    this.actionsEl.replaceChildren(...actions);
+    this.actionsEl.hidden = actions.length === 0;
+    if (hadFocus) (actions[0] || this.el).focus();
+  }
+}

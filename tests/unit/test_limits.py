@@ -1,0 +1,111 @@
+"""Input and output limits the worker enforces after probing and after encoding."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shared.errors import MediaError, TransientTranscodeError
+from shared.models import JobOptions
+from tests.unit.conftest import make_settings
+from worker.ffmpeg import AudioStream, ProbeResult, run_transcode, transcode_argv
+from worker.handlers import check_input_limits, check_output
+
+
+def probe(
+    fmt: str = "mov,mp4,m4a,3gp,3g2,mj2", duration: float | None = 60.0, audio: bool = True
+) -> ProbeResult:
+    streams = (
+        [AudioStream(index=1, codec="aac", channels=2, sample_rate=44100, duration_s=duration)]
+        if audio
+        else []
+    )
+    return ProbeResult(format_name=fmt, duration_s=duration, bit_rate=None, audio=streams)
+
+
+def mp3(duration: float) -> ProbeResult:
+    return ProbeResult(
+        format_name="mp3",
+        duration_s=duration,
+        bit_rate=128000,
+        audio=[
+            AudioStream(index=0, codec="mp3", channels=2, sample_rate=44100, duration_s=duration)
+        ],
+    )
+
+
+def code_of(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(MediaError) as info:
+        call()
+    return info.value.code
+
+
+def test_media_over_the_duration_limit_is_media_too_long() -> None:
+    settings = make_settings(max_media_duration_s=3600)
+    assert code_of(lambda: check_input_limits(probe(duration=3601), settings)) == "media_too_long"
+    check_input_limits(probe(duration=3599), settings)  # within the limit: no error
+
+
+def test_input_without_audio_is_no_audio_stream() -> None:
+    assert (
+        code_of(lambda: check_input_limits(probe(audio=False), make_settings()))
+        == "no_audio_stream"
+    )
+
+
+def test_output_that_reached_the_size_cap_is_output_too_large() -> None:
+    settings = make_settings(max_output_bytes=1000)
+    assert code_of(lambda: check_output(probe(), mp3(60), [], 1000, settings)) == "output_too_large"
+
+
+def test_mp4_decoding_short_of_its_header_is_input_truncated() -> None:
+    assert (
+        code_of(lambda: check_output(probe(duration=60), mp3(30), [], 5000, make_settings()))
+        == "input_truncated"
+    )
+
+
+def test_partial_file_error_is_input_truncated_even_at_full_length() -> None:
+    tail = ["[mov,mp4,m4a,3gp,3g2,mj2 @ 0x1] stream 1, offset 0x19293: partial file"]
+    assert (
+        code_of(lambda: check_output(probe(), mp3(60), tail, 5000, make_settings()))
+        == "input_truncated"
+    )
+
+
+def test_complete_output_passes_and_small_differences_are_tolerated() -> None:
+    check_output(probe(duration=60), mp3(59.6), [], 5000, make_settings())
+    # Containers without a trustworthy header duration are not judged by duration.
+    check_output(probe(fmt="mpegts", duration=60), mp3(40), [], 5000, make_settings())
+
+
+def test_output_size_cap_is_passed_to_ffmpeg() -> None:
+    argv = transcode_argv(
+        "ffmpeg", "http://s3/x", "/tmp/out.mp3", probe(), JobOptions(), max_output_bytes=12345
+    )
+    assert argv[argv.index("-fs") + 1] == "12345"
+    assert argv[-1] == "/tmp/out.mp3"
+
+
+def test_conversion_over_the_wall_clock_limit_is_killed_as_timeout() -> None:
+    start = time.monotonic()
+    with pytest.raises(TransientTranscodeError) as info:
+        run_transcode(["sleep", "30"], duration_s=None, on_progress=lambda _p: None, timeout_s=0.5)
+    assert info.value.code == "timeout" and info.value.retryable
+    assert time.monotonic() - start < 5
+
+
+def test_progress_lines_are_reported_and_stderr_tail_returned() -> None:
+    script = "echo out_time_us=500000; echo out_time_us=1000000; echo 'a warning' >&2"
+    seen: list[int] = []
+    tail = run_transcode(
+        ["sh", "-c", script],
+        duration_s=2.0,
+        on_progress=seen.append,
+        timeout_s=10,
+        progress_interval_s=0,
+    )
+    assert seen == [25, 50]
+    assert tail == ["a warning"]

@@ -1,0 +1,153 @@
+"""The reaper: stale leases put back, orphaned jobs published, unused uploads removed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from shared import jobs
+from shared.errors import QueueError
+from shared.models import Job, JobStatus, Upload
+from shared.queue import Publisher
+from shared.storage import Storage
+from tests.fakes import FakePublisher, FakeStorage
+from tests.unit.conftest import make_settings
+from worker.reaper import Reaper
+
+LONG_AGO = datetime.now(UTC) - timedelta(hours=2)
+
+
+def make_reaper(engine: Engine, storage: FakeStorage, publisher: FakePublisher) -> Reaper:
+    settings = make_settings(job_lease_s=60, unpublished_after_s=60)
+    return Reaper(settings, engine, cast(Storage, storage), cast(Publisher, publisher))
+
+
+def add_job(engine: Engine, upload_id: str, **values: object) -> Job:
+    with Session(engine, expire_on_commit=False) as session:
+        upload = jobs.create_upload(
+            session=session,
+            upload_id=upload_id,
+            key=f"uploads/{upload_id}/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=10,
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        job = jobs.create_job(
+            session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
+        )
+        if values:
+            session.execute(update(Job).where(Job.id == job.id).values(**values))  # type: ignore[arg-type]
+            session.commit()
+        return job
+
+
+def read(engine: Engine, job_id: str) -> Job:
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def test_processing_job_with_a_lapsed_lease_is_put_back_with_a_new_token(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    stale = add_job(
+        engine, "u1", status=JobStatus.processing, updated_at=LONG_AGO, published_at=LONG_AGO
+    )
+    fresh = add_job(engine, "u2", status=JobStatus.processing, published_at=LONG_AGO)
+
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    assert counts["stale"] == 1
+    after = read(engine, stale.id)
+    assert after.status == JobStatus.queued and after.dispatch_token != stale.dispatch_token
+    assert after.published_at is not None
+    assert [(m.job_id, m.token) for m in publisher.messages] == [(stale.id, after.dispatch_token)]
+    assert read(engine, fresh.id).status == JobStatus.processing  # its lease is still valid
+
+
+def test_queued_job_never_published_is_published(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    orphan = add_job(engine, "u1", updated_at=LONG_AGO)  # published_at stays NULL
+    published = add_job(engine, "u2", updated_at=LONG_AGO, published_at=LONG_AGO)
+    just_created = add_job(engine, "u3")
+
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    assert counts["unpublished"] == 1
+    assert publisher.job_ids == [orphan.id]
+    assert read(engine, orphan.id).published_at is not None
+    assert read(engine, published.id).dispatch_token == published.dispatch_token
+    assert read(engine, just_created.id).published_at is None  # too young to call orphaned
+
+
+def test_failed_publish_leaves_the_job_for_the_next_pass(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    orphan = add_job(engine, "u1", updated_at=LONG_AGO)
+    publisher.fail = True
+    reaper = make_reaper(engine, storage, publisher)
+    with pytest.raises(QueueError):
+        reaper.run_once()
+    assert read(engine, orphan.id).published_at is None
+    publisher.fail = False
+    with Session(engine) as session:
+        session.execute(update(Job).where(Job.id == orphan.id).values(updated_at=LONG_AGO))  # type: ignore[arg-type]
+        session.commit()
+    reaper.run_once()
+    assert publisher.job_ids == [orphan.id]
+
+
+def test_expired_unused_uploads_are_deleted_but_used_ones_kept(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    used = add_job(engine, "used")
+    with Session(engine) as session:
+        jobs.create_upload(
+            session=session,
+            upload_id="idle",
+            key="uploads/idle/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=3,
+            expires_at=LONG_AGO,
+        )
+        session.execute(update(Upload).where(Upload.id == "used").values(expires_at=LONG_AGO))  # type: ignore[arg-type]
+        session.commit()
+    storage.put("uploads/idle/a.mp4", b"abc")
+    storage.put("uploads/used/a.mp4", b"0123456789")
+
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    assert counts["uploads_removed"] == 1
+    assert "uploads/idle/a.mp4" not in storage.objects
+    assert "uploads/used/a.mp4" in storage.objects
+    with Session(engine) as session:
+        assert session.get(Upload, "idle") is None
+        assert session.get(Upload, used.upload_id) is not None
+
+
+def test_message_with_an_old_token_is_acked_without_running(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    from shared.queue import JobMessage
+    from worker.handlers import Action, JobContext, process_message
+
+    job = add_job(
+        engine, "u1", status=JobStatus.processing, updated_at=LONG_AGO, published_at=LONG_AGO
+    )
+    make_reaper(engine, storage, publisher).run_once()
+    ctx = JobContext(settings=make_settings(), engine=engine, storage=cast(Storage, storage))
+
+    outcome = process_message(JobMessage(job_id=job.id, token=job.dispatch_token).encode(), ctx)
+
+    assert outcome.action is Action.ACK
+    after = read(engine, job.id)
+    assert after.status == JobStatus.queued and after.attempts == 0

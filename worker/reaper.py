@@ -1,0 +1,94 @@
+"""Housekeeping every worker runs in the background, safe to run in many workers at once.
+
+- A job said to be "processing" whose lease was not renewed (its worker died or hung) is
+  put back: new dispatch token, status queued, a fresh message published. The broker's
+  own redelivery of the old message, if any, carries the old token and is ignored.
+- A queued job whose message the broker never confirmed (the API died between insert and
+  publish) is published.
+- Uploads never used for a job are deleted (object and row) once their URL has expired.
+
+Each step claims rows with a guarded UPDATE, so two workers never redispatch the same job.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from shared import jobs
+from shared.config import Settings
+from shared.errors import AppError
+from shared.models import JobStatus, utcnow
+from shared.queue import JobMessage, Publisher
+from shared.storage import Storage
+
+log = structlog.get_logger("worker.reaper")
+
+
+class Reaper:
+    def __init__(
+        self, settings: Settings, engine: Engine, storage: Storage, publisher: Publisher
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.storage = storage
+        self.publisher = publisher
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="reaper")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.publisher.close_quietly()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.reaper_interval_s):
+            try:
+                self.run_once()
+            except (SQLAlchemyError, AppError):
+                log.warning("reaper_pass_failed", exc_info=True)
+
+    def run_once(self) -> dict[str, int]:
+        now = utcnow()
+        counts = {"stale": 0, "unpublished": 0, "uploads_removed": 0}
+        with Session(self.engine) as session:
+            lease_cutoff = now - timedelta(seconds=self.settings.job_lease_s)
+            for job_id in jobs.stale_processing(session=session, older_than=lease_cutoff):
+                if self._redispatch(session, job_id, JobStatus.processing, lease_cutoff):
+                    counts["stale"] += 1
+                    log.warning("stale_job_requeued", job_id=job_id)
+            publish_cutoff = now - timedelta(seconds=self.settings.unpublished_after_s)
+            for job_id in jobs.unpublished(session=session, older_than=publish_cutoff):
+                if self._redispatch(session, job_id, JobStatus.queued, publish_cutoff):
+                    counts["unpublished"] += 1
+                    log.warning("unpublished_job_published", job_id=job_id)
+            for upload in jobs.expired_unused_uploads(session=session, now=now):
+                self.storage.delete(upload.key)
+                jobs.delete_upload(session=session, upload_id=upload.id)
+                counts["uploads_removed"] += 1
+        if counts["uploads_removed"]:
+            log.info("expired_uploads_removed", count=counts["uploads_removed"])
+        return counts
+
+    def _redispatch(
+        self, session: Session, job_id: str, status: JobStatus, cutoff: datetime
+    ) -> bool:
+        token = jobs.redispatch(
+            session=session, job_id=job_id, expect_status=status, older_than=cutoff
+        )
+        if token is None:
+            return False  # another worker got there first, or the job moved on
+        # If this publish fails the job stays queued and unpublished: the next pass retries.
+        self.publisher.publish(JobMessage(job_id=job_id, token=token))
+        jobs.mark_published(session=session, job_id=job_id, token=token)
+        return True
