@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import AppError
+from shared.errors import AppError, AuthError, RateLimitError
 from shared.models import ErrorResponse
 
 log = structlog.get_logger("api")
@@ -96,7 +96,14 @@ def register_error_handlers(app: FastAPI) -> None:
     async def app_error(_request: Request, exc: AppError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("request_failed", code=exc.code, error=exc.message)
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+        headers: dict[str, str] = {}
+        if isinstance(exc, RateLimitError):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        elif isinstance(exc, AuthError):
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

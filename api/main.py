@@ -11,14 +11,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from api.errors import register_error_handlers
 from api.metrics import MetricsApp, RequestMetricsMiddleware
-from api.routes import health, jobs, uploads
+from api.routes import auth, health, jobs, uploads
+from api.security_headers import SecurityHeadersMiddleware
+from shared import users
 from shared.config import Settings, get_settings
-from shared.db import create_tables, make_engine
+from shared.db import make_engine, migrate
 from shared.errors import StorageError
 from shared.logging import configure_logging
 from shared.queue import Publisher
@@ -46,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         engine = make_engine(settings)
-        await run_in_threadpool(create_tables, engine)
+        await run_in_threadpool(migrate, engine)
+        if settings.dev_api_key or settings.dev_password:
+            await run_in_threadpool(_ensure_dev_user, engine, settings)
         storage = Storage(settings)
         if settings.s3_create_bucket:
             try:
@@ -73,15 +79,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type", "Idempotency-Key"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            allow_credentials=False,  # bearer tokens, never cookies: no credentialed CORS
         )
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(uploads.router)
     app.include_router(jobs.router)
     app.router.routes.append(Route("/metrics", MetricsApp(), include_in_schema=False))
     _mount_frontend(app, Path(settings.frontend_dir))
     return app
+
+
+def _ensure_dev_user(engine: Engine, settings: Settings) -> None:
+    with Session(engine) as session:
+        users.ensure_dev_user(session=session, settings=settings)
 
 
 def _mount_frontend(app: FastAPI, directory: Path) -> None:

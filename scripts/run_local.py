@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -64,6 +66,14 @@ def pump(name: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
+def _remembered(name: str, make: Callable[[], str]) -> str:
+    path = RUN_DIR / name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -76,6 +86,15 @@ def main() -> int:
     RUN_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("V2M_DATABASE_URL", f"sqlite:///{RUN_DIR / 'video2mp3.db'}")
+    # The local user: its API key and password are V2M_DEV_API_KEY / V2M_DEV_PASSWORD
+    # when set, otherwise made up now and kept in .run/ so they survive restarts.
+    env.setdefault(
+        "V2M_DEV_API_KEY", _remembered("dev-api-key", lambda: "v2m_" + secrets.token_urlsafe(32))
+    )
+    env.setdefault(
+        "V2M_DEV_PASSWORD", _remembered("dev-password", lambda: secrets.token_urlsafe(12))
+    )
+    env.setdefault("V2M_JWT_SECRET", _remembered("jwt-secret", lambda: secrets.token_urlsafe(48)))
     env.setdefault("V2M_S3_ENDPOINT_URL", f"http://127.0.0.1:{args.s3_port}")
     if sys.stdout.isatty():
         env.setdefault("FORCE_COLOR", "1")  # children write to a pipe, the user sees a terminal
@@ -162,6 +181,8 @@ def main() -> int:
         f"  API docs  http://127.0.0.1:{args.api_port}/docs\n"
         f"  S3        http://127.0.0.1:{args.s3_port}  ({s3_kind})\n"
         f"  workers   {args.workers} (metrics on :9100+)\n"
+        f"  login     {env.get('V2M_DEV_USER_EMAIL', 'dev@localhost')} / {env['V2M_DEV_PASSWORD']}\n"
+        f"  API key   {env['V2M_DEV_API_KEY']}   (curl -H 'Authorization: Bearer …')\n"
         f"Press Ctrl-C to stop.\n",
         flush=True,
     )

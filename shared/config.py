@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     download_url_expires_s: int = 3600
     input_url_expires_s: int = 6 * 3600
 
+    # Accounts and access. With auth_required off, requests without credentials act as
+    # the local development user (a single-user laptop); with it on (the default, and
+    # always in Compose/Kubernetes) every /v1 route needs an API key or a JWT.
+    auth_required: bool = True
+    jwt_secret: str = "dev-only-jwt-secret-change-me"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    dev_user_email: str = "dev@localhost"
+    dev_api_key: str | None = None
+    dev_password: str | None = None
+    # Default per-user limits (a user row may override each).
+    uploads_per_minute: int = 60
+    max_active_jobs: int = 20
+    bytes_per_day: int = 200 * GiB
+
     # API
     cors_origins: list[str] = Field(default_factory=list)
     frontend_dir: str = "frontend"
@@ -90,8 +105,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment == "production" and self.s3_secret_key in _PLACEHOLDER_SECRETS:
+        if self.environment != "production":
+            return self
+        if self.s3_secret_key in _PLACEHOLDER_SECRETS:
             raise ValueError("V2M_S3_SECRET_KEY is a placeholder; set a real secret in production")
+        if "change-me" in self.jwt_secret.lower() or len(self.jwt_secret) < 32:
+            raise ValueError("V2M_JWT_SECRET must be a real secret of 32+ characters in production")
+        if not self.auth_required:
+            raise ValueError("V2M_AUTH_REQUIRED cannot be false in production")
         return self
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -33,8 +34,28 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(settings.database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_LOCK = 0x76326D33  # any constant: one advisory lock for every process
+
+
 def create_tables(engine: Engine) -> None:
+    """Tables straight from the models: for throw-away test databases only."""
     SQLModel.metadata.create_all(engine)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration. Safe to call from many processes at once:
+    on PostgreSQL they queue on an advisory lock; SQLite serialises writers itself."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
 
 
 def ping(engine: Engine) -> None:

@@ -3,6 +3,8 @@
     AppError                      base; carries a machine-readable ``code`` and a sentence
     ├── NotFoundError             a job or upload that does not exist (permanent)
     ├── ConflictError             the request clashes with current state (permanent)
+    ├── AuthError                 no, wrong, expired or revoked credentials (401)
+    ├── RateLimitError            a per-user limit was reached (429, with Retry-After)
     ├── StorageError              object storage unreachable or failing (retryable)
     ├── QueueError                RabbitMQ unreachable or refusing a publish (retryable)
     └── TranscodeError            ffprobe/ffmpeg could not produce the MP3
@@ -41,6 +43,20 @@ class NotFoundError(AppError):
 class ConflictError(AppError):
     code = "conflict"
     status_code = 409
+
+
+class AuthError(AppError):
+    code = "unauthenticated"
+    status_code = 401
+
+
+class RateLimitError(AppError):
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
 
 
 class StorageError(AppError):

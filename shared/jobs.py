@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -30,6 +30,7 @@ def create_upload(
     *,
     session: Session,
     upload_id: str,
+    owner_id: str,
     key: str,
     filename: str,
     content_type: str,
@@ -38,6 +39,7 @@ def create_upload(
 ) -> Upload:
     upload = Upload(
         id=upload_id,
+        owner_id=owner_id,
         key=key,
         filename=filename,
         content_type=content_type,
@@ -49,9 +51,10 @@ def create_upload(
     return upload
 
 
-def get_upload(*, session: Session, upload_id: str) -> Upload:
+def get_upload(*, session: Session, upload_id: str, owner_id: str | None = None) -> Upload:
+    """The upload; another owner's upload is reported exactly like a missing one."""
     upload = session.get(Upload, upload_id)
-    if upload is None:
+    if upload is None or (owner_id is not None and upload.owner_id != owner_id):
         raise NotFoundError("No upload has that id.", code="upload_not_found")
     return upload
 
@@ -59,9 +62,10 @@ def get_upload(*, session: Session, upload_id: str) -> Upload:
 # --------------------------------------------------------------------------- jobs
 
 
-def get_job(*, session: Session, job_id: str) -> Job:
+def get_job(*, session: Session, job_id: str, owner_id: str | None = None) -> Job:
+    """The job; another owner's job is reported exactly like a missing one (no leak)."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (owner_id is not None and job.owner_id != owner_id):
         raise NotFoundError("No job has that id.", code="job_not_found")
     return job
 
@@ -70,8 +74,11 @@ def upload_has_job(*, session: Session, upload_id: str) -> bool:
     return session.exec(select(Job.id).where(Job.upload_id == upload_id)).first() is not None
 
 
-def find_by_idempotency_key(*, session: Session, key: str) -> Job | None:
-    return session.exec(select(Job).where(Job.idempotency_key == key)).first()
+def find_by_idempotency_key(*, session: Session, key: str, owner_id: str) -> Job | None:
+    """Keys are scoped per owner: two users may pick the same key."""
+    return session.exec(
+        select(Job).where(Job.idempotency_key == key, Job.owner_id == owner_id)
+    ).first()
 
 
 def create_job(
@@ -84,6 +91,7 @@ def create_job(
 ) -> Job:
     """Insert a queued job; raises ConflictError if the upload already has one."""
     job = Job(
+        owner_id=upload.owner_id,
         upload_id=upload.id,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
@@ -132,10 +140,17 @@ class InvalidCursorError(ValueError):
 
 
 def list_jobs(
-    *, session: Session, status: JobStatus | None, limit: int, cursor: str | None
+    *,
+    session: Session,
+    status: JobStatus | None,
+    limit: int,
+    cursor: str | None,
+    owner_id: str | None = None,
 ) -> tuple[list[Job], str | None]:
-    """Newest first, keyset-paginated on (created_at, id)."""
+    """Newest first, keyset-paginated on (created_at, id); one owner's jobs when given."""
     query = select(Job)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
     if status is not None:
         query = query.where(Job.status == status)
     if cursor:
@@ -150,6 +165,29 @@ def list_jobs(
     rows = list(session.exec(query).all())
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+# --------------------------------------------------------------------------- usage
+
+
+def uploads_since(
+    *, session: Session, owner_id: str, since: datetime
+) -> tuple[int, int, datetime | None]:
+    """(count, bytes, oldest created_at) of an owner's uploads created after ``since``."""
+    row = session.exec(
+        select(
+            func.count(), func.coalesce(func.sum(Upload.size_bytes), 0), func.min(Upload.created_at)
+        ).where(Upload.owner_id == owner_id, col(Upload.created_at) > since)
+    ).one()
+    return int(row[0]), int(row[1]), as_utc(row[2])
+
+
+def active_jobs(*, session: Session, owner_id: str) -> int:
+    return int(
+        session.exec(
+            select(func.count()).where(Job.owner_id == owner_id, col(Job.status).in_(ACTIVE))
+        ).one()
+    )
 
 
 # --------------------------------------------------------------------------- worker side

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -76,12 +76,53 @@ class JobOptions(BaseModel):
 # --------------------------------------------------------------------------- tables
 
 
-class Upload(SQLModel, table=True):
+class User(SQLModel, table=True):
+    """An account. Quota fields left empty fall back to the defaults in settings."""
+
+    __tablename__ = "account"
+
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    email: str = SQLField(unique=True, index=True, max_length=320)
+    password_hash: str | None = SQLField(default=None, max_length=255)
+    is_active: bool = True
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    uploads_per_minute: int | None = None
+    max_active_jobs: int | None = None
+    bytes_per_day: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: shown once at creation, stored as a SHA-256 hash (keys are random)."""
+
+    __tablename__ = "api_key"
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    user_id: str = SQLField(foreign_key="account.id", index=True, max_length=36)
+    name: str = SQLField(max_length=100)
+    key_hash: str = SQLField(unique=True, max_length=64)
+    prefix: str = SQLField(max_length=16)
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    last_used_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    revoked_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class Upload(SQLModel, table=True):
+    __table_args__ = (Index("ix_upload_owner_created", "owner_id", "created_at"),)
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    owner_id: str = SQLField(foreign_key="account.id", max_length=36)
     key: str = SQLField(max_length=512)
     filename: str = SQLField(max_length=1024)
     content_type: str = SQLField(max_length=255)
-    size_bytes: int
+    size_bytes: int = SQLField(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = SQLField(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -89,11 +130,16 @@ class Upload(SQLModel, table=True):
 
 
 class Job(SQLModel, table=True):
-    __table_args__ = (Index("ix_job_created_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_job_created_id", "created_at", "id"),
+        Index("ix_job_owner_created_id", "owner_id", "created_at", "id"),
+        UniqueConstraint("owner_id", "idempotency_key", name="uq_job_owner_idempotency_key"),
+    )
 
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    owner_id: str = SQLField(foreign_key="account.id", max_length=36)
     upload_id: str = SQLField(foreign_key="upload.id", unique=True, max_length=36)
-    idempotency_key: str | None = SQLField(default=None, unique=True, max_length=255)
+    idempotency_key: str | None = SQLField(default=None, max_length=255)
     dispatch_token: str = SQLField(default_factory=new_id, max_length=36)
     published_at: datetime | None = SQLField(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
@@ -116,10 +162,12 @@ class Job(SQLModel, table=True):
     )
     input_key: str = SQLField(max_length=512)
     input_filename: str = SQLField(max_length=1024)
-    input_size_bytes: int
+    input_size_bytes: int = SQLField(sa_column=Column(BigInteger, nullable=False))
     options: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(JSON, nullable=False))
     output_key: str | None = SQLField(default=None, max_length=512)
-    output_size_bytes: int | None = None
+    output_size_bytes: int | None = SQLField(
+        default=None, sa_column=Column(BigInteger, nullable=True)
+    )
     output_duration_s: float | None = None
     output_bitrate_kbps: int | None = None
     error_code: str | None = SQLField(default=None, max_length=64)
@@ -251,3 +299,37 @@ class JobsPublic(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
+
+
+# --------------------------------------------------------------------------- auth schemas
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        },
+    )
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class UserPublic(BaseModel):
+    id: str
+    email: str
+    created_at: datetime

@@ -13,7 +13,7 @@ from types import FrameType
 import structlog
 
 from shared.config import get_settings
-from shared.db import create_tables, make_engine
+from shared.db import make_engine, migrate
 from shared.logging import configure_logging
 from shared.procs import pid_alive
 from shared.queue import Publisher
@@ -48,7 +48,7 @@ def main() -> int:
     configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger("worker")
     engine = make_engine(settings)
-    create_tables(engine)
+    migrate(engine)
     storage = Storage(settings)
     if settings.s3_create_bucket:
         storage.ensure_bucket()

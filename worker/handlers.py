@@ -50,9 +50,10 @@ class Outcome:
     delay_ms: int = 0
 
 
-def output_key(job_id: str) -> str:
-    """Deterministic, so a redelivered job overwrites rather than duplicates."""
-    return f"outputs/{job_id}.mp3"
+def output_key(job_id: str, owner_id: str | None = None) -> str:
+    """Deterministic, so a redelivered job overwrites rather than duplicates; namespaced
+    per owner (outputs/{user}/{job}.mp3)."""
+    return f"outputs/{owner_id}/{job_id}.mp3" if owner_id else f"outputs/{job_id}.mp3"
 
 
 @dataclass
@@ -102,7 +103,12 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
     try:
         with metrics.JOBS_IN_PROGRESS.track_inprogress(), lease(ctx, job.id, token):
             result = convert(
-                job.id, job.input_key, JobOptions.model_validate(job.options), ctx, token=token
+                job.id,
+                job.input_key,
+                JobOptions.model_validate(job.options),
+                ctx,
+                token=token,
+                key=output_key(job.id, job.owner_id),
             )
     except AppError as exc:
         return handle_failure(exc, job.id, job.attempts, ctx, started, token=token)
@@ -270,7 +276,12 @@ def check_output(
 
 
 def convert(
-    job_id: str, input_key: str, options: JobOptions, ctx: JobContext, token: str | None = None
+    job_id: str,
+    input_key: str,
+    options: JobOptions,
+    ctx: JobContext,
+    token: str | None = None,
+    key: str | None = None,
 ) -> ConvertResult:
     """Probe, transcode to a temp file, probe the result, upload. Temp dir always removed."""
     settings = ctx.settings
@@ -315,7 +326,7 @@ def convert(
         )
         result = ffmpeg.probe(settings.ffprobe_bin, str(out_path), restrict_formats=False)
         check_output(probe, result, stderr_tail, out_path.stat().st_size, settings)
-        key = output_key(job_id)
+        key = key or output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
         bitrate = result.first_audio.bit_rate or result.bit_rate
         return ConvertResult(

@@ -13,6 +13,8 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import ratelimit
+from api.auth import CurrentUser, CurrentUserOrQueryToken
 from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep
 from api.errors import ApiError, error_responses
 from api.metrics import JOBS_CREATED
@@ -64,12 +66,14 @@ def _replay(existing: Job, request_hash: str, response: Response) -> JobPublic:
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=error_responses(404, 409, 410, 422, 503),
+    responses=error_responses(401, 404, 409, 410, 422, 429, 503),
     summary="Convert an uploaded file to MP3",
 )
 def create_job(
     body: JobCreate,
     response: Response,
+    user: CurrentUser,
+    settings: SettingsDep,
     session: SessionDep,
     storage: StorageDep,
     publisher: PublisherDep,
@@ -83,17 +87,20 @@ def create_job(
     """
     request_hash = _request_hash(body)
     if idempotency_key:
-        existing = jobs.find_by_idempotency_key(session=session, key=idempotency_key)
+        existing = jobs.find_by_idempotency_key(
+            session=session, key=idempotency_key, owner_id=user.id
+        )
         if existing is not None:
             return _replay(existing, request_hash, response)
 
-    upload = jobs.get_upload(session=session, upload_id=body.upload_id)
+    upload = jobs.get_upload(session=session, upload_id=body.upload_id, owner_id=user.id)
     if jobs.upload_has_job(session=session, upload_id=upload.id):
         raise ApiError(
             409,
             "upload_already_used",
             "That upload already has a job; upload the file again to convert it again.",
         )
+    ratelimit.check_job(session=session, user=user, settings=settings)
     info = storage.stat(upload.key)
     if info is None or info.size_bytes != upload.size_bytes:
         expires_at = as_utc(upload.expires_at)
@@ -119,7 +126,9 @@ def create_job(
         )
     except ConflictError:
         if idempotency_key:  # a concurrent request with the same key won the race
-            existing = jobs.find_by_idempotency_key(session=session, key=idempotency_key)
+            existing = jobs.find_by_idempotency_key(
+                session=session, key=idempotency_key, owner_id=user.id
+            )
             if existing is not None:
                 return _replay(existing, request_hash, response)
         raise
@@ -137,10 +146,14 @@ def create_job(
 
 
 @router.get(
-    "", response_model=JobsPublic, responses=error_responses(422), summary="List jobs, newest first"
+    "",
+    response_model=JobsPublic,
+    responses=error_responses(401, 422),
+    summary="List your jobs, newest first",
 )
 def list_jobs(
     session: SessionDep,
+    user: CurrentUser,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[
@@ -149,7 +162,7 @@ def list_jobs(
 ) -> JobsPublic:
     try:
         rows, next_cursor = jobs.list_jobs(
-            session=session, status=status, limit=limit, cursor=cursor
+            session=session, status=status, limit=limit, cursor=cursor, owner_id=user.id
         )
     except jobs.InvalidCursorError as exc:
         raise ApiError(422, "invalid_cursor", "The cursor is not one this API handed out.") from exc
@@ -157,11 +170,14 @@ def list_jobs(
 
 
 @router.get(
-    "/{job_id}", response_model=JobPublic, responses=error_responses(404, 422), summary="Get a job"
+    "/{job_id}",
+    response_model=JobPublic,
+    responses=error_responses(401, 404, 422),
+    summary="Get a job",
 )
-def get_job(job_id: str, session: SessionDep) -> JobPublic:
+def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     """Status, progress (0..100), output facts when completed, error when failed."""
-    return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id))
+    return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id, owner_id=user.id))
 
 
 @router.get(
@@ -170,15 +186,19 @@ def get_job(job_id: str, session: SessionDep) -> JobPublic:
     response_class=RedirectResponse,
     responses={
         307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
-        **error_responses(404, 409, 422),
+        **error_responses(401, 404, 409, 422),
     },
     summary="Download the MP3",
 )
 def download(
-    job_id: str, session: SessionDep, storage: StorageDep, settings: SettingsDep
+    job_id: str,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    user: CurrentUserOrQueryToken,
 ) -> RedirectResponse:
     """Redirects to the MP3, named after the original file (`<stem>.mp3`)."""
-    job = jobs.get_job(session=session, job_id=job_id)
+    job = jobs.get_job(session=session, job_id=job_id, owner_id=user.id)
     if job.status != JobStatus.completed or not job.output_key:
         message = (
             "The job failed, so there is no MP3 to download."
@@ -205,21 +225,26 @@ def download(
                 }
             },
         },
-        **error_responses(404, 422),
+        **error_responses(401, 404, 422),
     },
     summary="Follow a job live (Server-Sent Events)",
 )
-async def job_events(job_id: str, request: Request) -> StreamingResponse:
+async def job_events(
+    job_id: str, request: Request, user: CurrentUserOrQueryToken
+) -> StreamingResponse:
     """Pushes the job whenever its status or progress changes; closes once it is finished.
 
     Browsers use `EventSource`; polling `GET /v1/jobs/{id}` remains a fallback.
     """
     engine = request.app.state.engine
     settings: Settings = request.app.state.settings
+    owner_id = user.id
 
     def read() -> JobPublic:
         with Session(engine) as session:
-            return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id))
+            return JobPublic.from_job(
+                jobs.get_job(session=session, job_id=job_id, owner_id=owner_id)
+            )
 
     first = await run_in_threadpool(read)  # 404 before the stream starts
 

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
+from api import ratelimit
+from api.auth import CurrentUser
 from api.deps import SessionDep, SettingsDep, StorageDep
 from api.errors import ApiError, error_responses
 from api.metrics import UPLOADS_PRESIGNED
@@ -36,11 +38,15 @@ def human_bytes(n: int) -> str:
     "",
     status_code=201,
     response_model=UploadPublic,
-    responses=error_responses(413, 415, 422, 503),
+    responses=error_responses(401, 413, 415, 422, 429, 503),
     summary="Get a presigned URL to upload a video",
 )
 def create_upload(
-    body: UploadCreate, settings: SettingsDep, session: SessionDep, storage: StorageDep
+    body: UploadCreate,
+    user: CurrentUser,
+    settings: SettingsDep,
+    session: SessionDep,
+    storage: StorageDep,
 ) -> UploadPublic:
     """Reserve an upload and return a presigned PUT URL.
 
@@ -62,7 +68,11 @@ def create_upload(
             "(video/*, audio/* or application/octet-stream).",
         )
     upload_id = new_id()
-    key = f"uploads/{upload_id}/{sanitize_filename(body.filename, default='video')}"
+    ratelimit.check_upload(
+        session=session, user=user, settings=settings, size_bytes=body.size_bytes
+    )
+    # Keys are namespaced per user: uploads/{user}/{upload}/{name}.
+    key = f"uploads/{user.id}/{upload_id}/{sanitize_filename(body.filename, default='video')}"
     url, headers = storage.presign_put(
         key,
         content_type=body.content_type,
@@ -73,6 +83,7 @@ def create_upload(
     jobs.create_upload(
         session=session,
         upload_id=upload_id,
+        owner_id=user.id,
         key=key,
         filename=body.filename,
         content_type=body.content_type,

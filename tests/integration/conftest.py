@@ -221,8 +221,25 @@ class Stack:
         assert proc.popen.poll() is None, proc.log_path.read_text()
         return proc
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30)
+    @property
+    def api_key(self) -> str:
+        return self.env["V2M_DEV_API_KEY"]
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        """An HTTP client of the API, authenticated as the stack's user (or ``api_key``)."""
+        return httpx.Client(
+            base_url=self.api_url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {api_key or self.api_key}"},
+        )
+
+    def owner_id(self) -> str:
+        with self.client() as api:
+            me: dict[str, Any] = api.get("/v1/auth/me").json()
+        return str(me["id"])
+
+    def output_key(self, job_id: str) -> str:
+        return f"outputs/{self.owner_id()}/{job_id}.mp3"
 
     def s3(self) -> Any:
         return boto3.client(
@@ -389,6 +406,9 @@ def new_stack(
         "V2M_S3_SECRET_KEY": S3_SECRET,
         "V2M_TMP_DIR": str(workdir / "tmp"),
         "V2M_RETRY_BACKOFF_BASE_S": "0.5",
+        "V2M_DEV_API_KEY": f"v2m_test_{uuid.uuid4().hex}",
+        "V2M_DEV_PASSWORD": "test-password-1",
+        "V2M_JWT_SECRET": uuid.uuid4().hex * 2,
         "V2M_FRONTEND_DIR": str(ROOT / "frontend"),
         **{f"V2M_{k.upper()}": v for k, v in extra_env.items()},
     }

@@ -113,4 +113,4 @@ def test_job_is_idempotent_over_http(
     assert again["id"] == first["id"]
     assert stack.wait_finished(first["id"])["status"] == "completed"
     time.sleep(0.5)
-    assert stack.output_keys() == [f"outputs/{first['id']}.mp3"]
+    assert stack.output_keys() == [stack.output_key(first["id"])]

@@ -182,7 +182,7 @@ def test_redelivered_message_for_completed_job_changes_nothing(
     # Then the job and the stored MP3s are exactly as before
     assert shared_stack.get_job(job["id"]) == job
     assert shared_stack.output_keys() == keys_before
-    assert keys_before.count(f"outputs/{job['id']}.mp3") == 1
+    assert keys_before.count(shared_stack.output_key(job["id"])) == 1
 
 
 def test_worker_serves_health_and_counts_finished_jobs(

@@ -85,7 +85,7 @@ def test_worker_killed_mid_encode_repeatedly_still_yields_one_mp3(
     final = stack.wait_finished(job["id"], timeout=120)
     assert final["status"] == "completed"
     assert final["attempts"] == 4
-    assert stack.output_keys() == [f"outputs/{job['id']}.mp3"]
+    assert stack.output_keys() == [stack.output_key(job["id"])]
     wait_for(lambda: not list((stack.workdir / "tmp").iterdir()), 10, "temp files to be removed")
 
 
@@ -119,7 +119,7 @@ def test_hung_worker_loses_its_lease_and_the_job_completes_elsewhere(
         "the thawed worker to notice it lost the job",
     )
     assert stack.get_job(job["id"]) == final
-    assert stack.output_keys() == [f"outputs/{job['id']}.mp3"]
+    assert stack.output_keys() == [stack.output_key(job["id"])]
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_broker_outage_loses_no_accepted_job(
     assert stack.wait_finished(first["id"], timeout=120)["status"] == "completed"
     assert stack.wait_finished(retried["id"], timeout=120)["status"] == "completed"
     assert sorted(stack.output_keys()) == sorted(
-        [f"outputs/{first['id']}.mp3", f"outputs/{retried['id']}.mp3"]
+        [stack.output_key(first["id"]), stack.output_key(retried["id"])]
     )
     assert len(worker.events("consuming")) >= 2 and worker.events("broker_connection_lost")
     assert worker.popen.poll() is None

@@ -55,6 +55,9 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
+        # Requests without credentials act as the local user; tests/unit/test_auth.py
+        # turns authentication on and checks it route by route.
+        "auth_required": False,
         "database_url": "sqlite://",
         "s3_create_bucket": False,
         "s3_endpoint_url": "http://s3.internal.test:9000",

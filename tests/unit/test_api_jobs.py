@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs
+from shared import jobs, users
 from shared.models import Job, JobStatus, Upload
 from tests.fakes import FakePublisher, FakeStorage
+from tests.unit.conftest import make_settings
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -386,9 +387,12 @@ def insert_jobs(
     base = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     ids = []
     with Session(engine) as session:
+        # The requests in these tests come without credentials: the local user's jobs.
+        owner = users.ensure_dev_user(session=session, settings=make_settings())
         for i in range(count):
             created = base if same_time else base + timedelta(seconds=i)
             upload = Upload(
+                owner_id=owner.id,
                 key=f"uploads/{i}/a.mp4",
                 filename="a.mp4",
                 content_type="video/mp4",
@@ -396,6 +400,7 @@ def insert_jobs(
                 expires_at=created + timedelta(hours=1),
             )
             job = Job(
+                owner_id=owner.id,
                 upload_id=upload.id,
                 status=status,
                 created_at=created,

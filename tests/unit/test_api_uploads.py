@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from shared import users
 from shared.config import Settings
 from shared.models import Upload
 from tests.fakes import PUBLIC_BASE, FakeStorage
@@ -43,7 +44,11 @@ def test_server_chooses_the_key_from_upload_id_and_sanitised_name(
 
     body = response.json()
     key = storage.key_of(body["url"])
-    assert key == f"uploads/{body['upload_id']}/my_video.mov"
+    with Session(engine) as session:
+        owner = users.get_user_by_email(session=session, email="dev@localhost")
+    assert owner is not None
+    # Namespaced per user: uploads/{user}/{upload}/{sanitised name}.
+    assert key == f"uploads/{owner.id}/{body['upload_id']}/my_video.mov"
     with Session(engine) as session:
         upload = session.get(Upload, body["upload_id"])
         assert upload is not None

@@ -42,6 +42,7 @@ def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts:
         upload = jobs.create_upload(
             session=session,
             upload_id=f"upload-{os.urandom(4).hex()}",
+            owner_id="owner-1",
             key="uploads/u/holiday.mov",
             filename="holiday.mov",
             content_type="video/quicktime",
@@ -78,7 +79,12 @@ def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple
     calls: list[tuple[str, str]] = []
 
     def fake(
-        job_id: str, input_key: str, options: JobOptions, ctx: JobContext, token: str | None = None
+        job_id: str,
+        input_key: str,
+        options: JobOptions,
+        ctx: JobContext,
+        token: str | None = None,
+        key: str | None = None,
     ) -> ConvertResult:
         calls.append((job_id, input_key))
         return convert(job_id, input_key, options, ctx)

@@ -24,6 +24,7 @@ def new_job(session: Session, upload_id: str = "u1") -> str:
     upload = jobs.create_upload(
         session=session,
         upload_id=upload_id,
+        owner_id="owner-1",
         key=f"uploads/{upload_id}/a.mp4",
         filename="a.mp4",
         content_type="video/mp4",

@@ -32,6 +32,7 @@ def add_job(engine: Engine, upload_id: str, **values: object) -> Job:
         upload = jobs.create_upload(
             session=session,
             upload_id=upload_id,
+            owner_id="owner-1",
             key=f"uploads/{upload_id}/a.mp4",
             filename="a.mp4",
             content_type="video/mp4",
@@ -113,6 +114,7 @@ def test_expired_unused_uploads_are_deleted_but_used_ones_kept(
         jobs.create_upload(
             session=session,
             upload_id="idle",
+            owner_id="owner-1",
             key="uploads/idle/a.mp4",
             filename="a.mp4",
             content_type="video/mp4",

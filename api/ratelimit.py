@@ -1,0 +1,57 @@
+"""Per-user limits, counted in the database so every API process sees the same numbers.
+
+- uploads per minute (a sliding window over the user's upload rows),
+- bytes per day (the sizes of the user's uploads in the last 24 hours),
+- jobs queued or processing at once.
+
+A user row may override each default from settings. Exceeding one answers 429
+`rate_limited` with a Retry-After header saying when to try again.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from shared import jobs
+from shared.config import Settings
+from shared.errors import RateLimitError
+from shared.models import User, utcnow
+
+MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
+
+
+def check_upload(*, session: Session, user: User, settings: Settings, size_bytes: int) -> None:
+    now = utcnow()
+    per_minute = (
+        user.uploads_per_minute
+        if user.uploads_per_minute is not None
+        else settings.uploads_per_minute
+    )
+    count, _, oldest = jobs.uploads_since(session=session, owner_id=user.id, since=now - MINUTE)
+    if count >= per_minute:
+        wait = (oldest + MINUTE - now).total_seconds() if oldest else 60
+        raise RateLimitError(
+            f"You can start {per_minute} uploads a minute; try again in {math.ceil(wait)} s.",
+            retry_after_s=math.ceil(wait),
+        )
+    per_day = user.bytes_per_day if user.bytes_per_day is not None else settings.bytes_per_day
+    _, used, oldest_today = jobs.uploads_since(session=session, owner_id=user.id, since=now - DAY)
+    if used + size_bytes > per_day:
+        wait = (oldest_today + DAY - now).total_seconds() if oldest_today else DAY.total_seconds()
+        raise RateLimitError(
+            "This upload would pass your daily volume; try again later.",
+            retry_after_s=math.ceil(wait),
+        )
+
+
+def check_job(*, session: Session, user: User, settings: Settings) -> None:
+    limit = user.max_active_jobs if user.max_active_jobs is not None else settings.max_active_jobs
+    if jobs.active_jobs(session=session, owner_id=user.id) >= limit:
+        raise RateLimitError(
+            f"You already have {limit} jobs queued or converting; wait for some to finish.",
+            retry_after_s=5,
+        )
