@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # the local development user (a single-user laptop); with it on (the default, and
     # always in Compose/Kubernetes) every /v1 route needs an API key or a JWT.
     auth_required: bool = True
-    jwt_secret: str = "dev-only-jwt-secret-change-me"
+    jwt_secret: str = "dev-only-insecure-jwt-secret-change-me-please"
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 7 * 24 * 3600
     dev_user_email: str = "dev@localhost"

@@ -252,9 +252,11 @@ class Stack:
 
     # ----------------------------------------------------------------- the user's flow
 
-    def upload(self, path: Path, filename: str, content_type: str) -> str:
+    def upload(
+        self, path: Path, filename: str, content_type: str, api_key: str | None = None
+    ) -> str:
         """POST /v1/uploads, then PUT the bytes to the presigned URL with the given headers."""
-        with self.client() as api:
+        with self.client(api_key) as api:
             resp = api.post(
                 "/v1/uploads",
                 json={
@@ -277,9 +279,10 @@ class Stack:
         upload_id: str,
         options: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        api_key: str | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        with self.client() as api:
+        with self.client(api_key) as api:
             resp = api.post(
                 "/v1/jobs", json={"upload_id": upload_id, "options": options or {}}, headers=headers
             )
@@ -287,29 +290,36 @@ class Stack:
         job: dict[str, Any] = resp.json()
         return job
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        with self.client() as api:
+    def get_job(self, job_id: str, api_key: str | None = None) -> dict[str, Any]:
+        with self.client(api_key) as api:
             resp = api.get(f"/v1/jobs/{job_id}")
         assert resp.status_code == 200, resp.text
         job: dict[str, Any] = resp.json()
         return job
 
-    def wait_finished(self, job_id: str, timeout: float = 90) -> dict[str, Any]:
+    def wait_finished(
+        self, job_id: str, timeout: float = 90, api_key: str | None = None
+    ) -> dict[str, Any]:
         seen: dict[str, Any] = {}
 
         def finished() -> bool:
-            seen.update(self.get_job(job_id))
+            seen.update(self.get_job(job_id, api_key))
             return seen["status"] in ("completed", "failed")
 
         wait_for(finished, timeout, f"job {job_id} to finish", interval=0.2)
         return seen
 
     def convert(
-        self, path: Path, filename: str, content_type: str, options: dict[str, Any] | None = None
+        self,
+        path: Path,
+        filename: str,
+        content_type: str,
+        options: dict[str, Any] | None = None,
+        api_key: str | None = None,
     ) -> dict[str, Any]:
-        return self.wait_finished(
-            self.create_job(self.upload(path, filename, content_type), options)["id"]
-        )
+        upload_id = self.upload(path, filename, content_type, api_key=api_key)
+        job = self.create_job(upload_id, options, api_key=api_key)
+        return self.wait_finished(job["id"], api_key=api_key)
 
     def download(self, job_id: str, dest: Path) -> httpx.Response:
         """Follow the download redirect as a browser would, saving the body."""
