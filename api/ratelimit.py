@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from shared import jobs
+from shared import jobs, users
 from shared.config import Settings
 from shared.errors import RateLimitError
 from shared.models import User, utcnow
@@ -44,6 +44,18 @@ def check_upload(*, session: Session, user: User, settings: Settings, size_bytes
         wait = (oldest_today + DAY - now).total_seconds() if oldest_today else DAY.total_seconds()
         raise RateLimitError(
             "This upload would pass your daily volume; try again later.",
+            retry_after_s=math.ceil(wait),
+        )
+
+
+def check_login(*, session: Session, email: str, settings: Settings) -> None:
+    window = timedelta(seconds=settings.login_failure_window_s)
+    now = utcnow()
+    failures, oldest = users.login_failures_since(session=session, email=email, since=now - window)
+    if failures >= settings.login_failures_allowed:
+        wait = (oldest + window - now).total_seconds() if oldest else window.total_seconds()
+        raise RateLimitError(
+            "Too many failed sign-ins for this account; try again later.",
             retry_after_s=math.ceil(wait),
         )
 

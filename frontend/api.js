@@ -1,66 +1,67 @@
 // The v1 API as the page uses it (README.md): POST v1/uploads, PUT to the presigned URL,
 // POST v1/jobs, GET v1/jobs/{id}/events (Server-Sent Events) or GET v1/jobs/{id},
-// GET v1/jobs, GET v1/jobs/{id}/download. Paths are relative so the page also works
-// behind a proxy that serves it under a sub-path.
+// GET v1/jobs, GET v1/jobs/{id}/download, GET v1/auth/me. Paths are relative so the page
+// also works behind a proxy that serves it under a sub-path.
+//
+// Every call carries `Authorization: Bearer <access token>` (auth.js); a 401 refreshes
+// the token once and sends the call again, and a second 401 asks for a sign-in and waits
+// for it. EventSource and <audio>/<a> cannot send headers: their URLs carry the access
+// token as `?access_token=` (the API accepts it on those two routes only). The PUT to
+// storage carries no credentials at all: the presigned URL is its own.
+
+import * as auth from "./auth.js";
+import { PageError, call } from "./http.js";
+
+export { PageError };
 
 const MAX_EVENT_STREAMS = 4; // held at once; HTTP/1.1 browsers allow ~6 connections a host
 const POLL_MS = 1500;
 const TERMINAL = new Set(["completed", "failed"]);
-
-/** An error in the API's shape: a snake_case code and a sentence for people. */
-export class PageError extends Error {
-  constructor(code, message, { status = 0, retryable = false } = {}) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.retryable = retryable;
-  }
-}
+const MAX_RATE_WAIT_S = 120; // longest single wait on a 429 before trying again
 
 export const isTerminal = (status) => TERMINAL.has(status);
 
-export const downloadUrl = (jobId) => `v1/jobs/${encodeURIComponent(jobId)}/download`;
+/** `path` with the current access token as ?access_token=, for clients without headers. */
+function withToken(path) {
+  const token = auth.currentToken();
+  if (!token) return path; // no session: the server needs no sign-in
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token)}`;
+}
+
+/** The MP3's URL for <audio src> and <a href>: redirects to a presigned storage URL. */
+export const downloadUrl = (jobId) => withToken(`v1/jobs/${encodeURIComponent(jobId)}/download`);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** JSON in, JSON out; failures become PageError with the body's {code, message}. */
-async function request(method, path, { body, headers = {} } = {}) {
-  let response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers: {
-        Accept: "application/json",
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-        ...headers,
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-  } catch {
-    throw new PageError(
-      "network_error",
-      "The server could not be reached. Check your connection and try again.",
-      { retryable: true },
-    );
+/** How long to wait after a 429, in ms: the server's Retry-After, within reason. */
+export const rateWait = (err) => Math.min(MAX_RATE_WAIT_S, Math.max(1, err.retryAfterS || 5)) * 1000;
+
+/**
+ * A v1 call with the signed-in user's access token. A 401 is answered by one refresh and
+ * one more try; after that (or with no session) the page asks for a sign-in and, when
+ * the same user signs in again, the call goes once more (someone else: the 401 is thrown).
+ */
+async function request(method, path, options = {}) {
+  let renewed = false;
+  for (let signIns = 0; ; ) {
+    const token = await auth.token();
+    try {
+      return await call(method, path, { ...options, token });
+    } catch (err) {
+      if (err.status !== 401) throw err;
+      if (token && !renewed && (await auth.renew(token))) {
+        renewed = true;
+        continue;
+      }
+      if (signIns >= 2 || !(await auth.needSignIn(err.message))) throw err;
+      signIns += 1;
+      renewed = false;
+    }
   }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    /* not JSON: described below */
-  }
-  if (!response.ok) {
-    const error = data?.error;
-    const status = response.status;
-    throw new PageError(
-      error?.code || `http_${status}`,
-      error?.message || `The server answered with an error (HTTP ${status}). Try again soon.`,
-      { status, retryable: status >= 500 || status === 429 },
-    );
-  }
-  return data;
 }
+
+/** GET v1/auth/me → {id, email, created_at}; waits for a sign-in when the API wants one. */
+export const whoAmI = () => request("GET", "v1/auth/me");
 
 export function uuid() {
   if (globalThis.crypto?.randomUUID) return crypto.randomUUID();
@@ -73,11 +74,23 @@ export function uuid() {
   return `${parts.join("-")}-${hex.slice(20)}`;
 }
 
-/** POST v1/uploads → {upload_id, url, method, headers, expires_at, max_size_bytes}. */
-export function createUpload(file, contentType) {
-  return request("POST", "v1/uploads", {
-    body: { filename: file.name, content_type: contentType, size_bytes: file.size },
-  });
+/**
+ * POST v1/uploads → {upload_id, url, method, headers, expires_at, max_size_bytes}.
+ * A 429 (rate_limited) is waited out as its Retry-After says, a few times, with
+ * onWait(PageError) telling the row why it waits.
+ */
+export async function createUpload(file, contentType, onWait = () => {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await request("POST", "v1/uploads", {
+        body: { filename: file.name, content_type: contentType, size_bytes: file.size },
+      });
+    } catch (err) {
+      if (err.status !== 429 || attempt >= 4) throw err;
+      onWait(err);
+      await sleep(rateWait(err));
+    }
+  }
 }
 
 /**
@@ -116,21 +129,32 @@ export function putToStorage(file, grant, onProgress) {
   return { done, abort: () => xhr.abort() };
 }
 
-/** POST v1/jobs; transient failures are retried with the same Idempotency-Key. */
-export async function createJob(uploadId, options) {
+/**
+ * POST v1/jobs; transient failures are retried with the same Idempotency-Key. A 429
+ * (too many jobs queued or converting) is waited out for up to 15 minutes, as its
+ * Retry-After says, so that the finished upload is not lost; onWait(PageError) says so.
+ */
+export async function createJob(uploadId, options, onWait = () => {}) {
   const key = uuid();
   const delays = [500, 1500, 3000, 6000];
-  for (let attempt = 0; ; attempt += 1) {
+  const giveUpAt = Date.now() + 15 * 60_000;
+  for (let attempt = 0; ; ) {
     try {
       return await request("POST", "v1/jobs", {
         body: { upload_id: uploadId, options },
         headers: { "Idempotency-Key": key },
       });
     } catch (err) {
+      if (err.status === 429 && Date.now() < giveUpAt) {
+        onWait(err);
+        await sleep(rateWait(err));
+        continue;
+      }
       // upload_incomplete right after a finished PUT: storage may lag a moment.
       const again = err.retryable || err.code === "upload_incomplete";
       if (!again || attempt >= delays.length) throw err;
       await sleep(delays[attempt]);
+      attempt += 1;
     }
   }
 }
@@ -182,33 +206,41 @@ export function followJob(jobId, onJob, onError) {
     };
     timer = window.setTimeout(tick, 0);
   };
-  if (typeof EventSource !== "function" || openStreams >= MAX_EVENT_STREAMS) {
-    poll();
-    return stop;
-  }
-  const source = new EventSource(`v1/jobs/${encodeURIComponent(jobId)}/events`);
-  openStreams += 1;
-  let open = true;
-  const close = () => {
-    if (!open) return;
-    open = false;
-    source.close();
-    openStreams -= 1;
-  };
-  stopCurrent = close;
-  source.addEventListener("job", (event) => {
-    let job;
-    try {
-      job = JSON.parse(event.data);
-    } catch {
-      return; // a malformed event: the next one will do
+  const stream = async () => {
+    await auth.token(); // a fresh access token for the stream's URL
+    if (stopped) return;
+    if (typeof EventSource !== "function" || openStreams >= MAX_EVENT_STREAMS) {
+      poll();
+      return;
     }
-    deliver(job);
-  });
-  source.addEventListener("error", () => {
-    if (!open || stopped) return;
-    close();
-    poll();
-  });
+    // The token is checked when the stream opens; it may expire while the stream lasts.
+    const source = new EventSource(withToken(`v1/jobs/${encodeURIComponent(jobId)}/events`));
+    openStreams += 1;
+    let open = true;
+    const close = () => {
+      if (!open) return;
+      open = false;
+      source.close();
+      openStreams -= 1;
+    };
+    stopCurrent = close;
+    source.addEventListener("job", (event) => {
+      let job;
+      try {
+        job = JSON.parse(event.data);
+      } catch {
+        return; // a malformed event: the next one will do
+      }
+      deliver(job);
+    });
+    source.addEventListener("error", () => {
+      // Refused (401 with an expired token, a buffering proxy) or broken: poll instead,
+      // with the Authorization header and its refresh.
+      if (!open || stopped) return;
+      close();
+      poll();
+    });
+  };
+  stream();
   return stop;
 }

@@ -2,7 +2,8 @@
 // presigned URL, queued for conversion and followed live (Server-Sent Events, polling as
 // fallback) until its MP3 can be played and downloaded. No build step, nothing external.
 //
-// Modules: api.js (the v1 API), checks.js (refusals before upload), row.js (one row of
+// Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
+// form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
 // the list), format.js (words and numbers), dom.js (node building). This one holds the
 // page's state and wires them together.
 
@@ -14,17 +15,27 @@ import {
   isTerminal,
   listJobs,
   putToStorage,
+  whoAmI,
 } from "./api.js";
+import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
 import { JobRow } from "./row.js";
+import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
 const MAX_PARALLEL_UPLOADS = 3; // files uploading at once; the others wait their turn
 const PAGE_SIZE = 20;
 const STORE = { options: "v2m.options", maxBytes: "v2m.maxUploadBytes" };
 
 const els = {
+  starting: $('[data-role="starting"]'),
+  app: $('[data-role="app"]'),
+  intakeHeading: $("#intake-heading"),
+  account: $('[data-role="account"]'),
+  accountLabel: $('[data-role="account-label"]'),
+  userEmail: $('[data-role="user-email"]'),
+  signOut: $('[data-role="sign-out"]'),
   input: $("#file-input"),
   dropzone: $("#dropzone"),
   options: $("#options"),
@@ -66,6 +77,7 @@ const state = {
   waiting: [], // rows waiting for an upload slot
   uploading: 0,
   nextCursor: null,
+  ownerId: null, // whose jobs the list shows
 };
 
 // --------------------------------------------------------------------------- announcements
@@ -78,6 +90,7 @@ function announce(text) {
 }
 
 function onStatus(row) {
+  if (!state.rows.has(row)) return; // a row of a list that was cleared (signed out)
   const name = row.filename;
   if (row.status === "uploading") announce(`${name}: uploading.`);
   else if (row.status === "processing") announce(`${name}: converting.`);
@@ -227,9 +240,16 @@ async function run(row) {
   row.waiting = false;
   row.cancel = null;
   row.setStatus("uploading");
+  // A 429 (rate_limited) is waited out by api.js; the row says why it is not moving.
+  const held = (err) => {
+    row.hold = `${err.message} The page will try again by itself.`;
+    row.render();
+  };
   try {
     const contentType = declaredType(file);
-    const grant = await createUpload(file, contentType);
+    const grant = await createUpload(file, contentType, held);
+    row.hold = null;
+    if (!state.rows.has(row)) return; // the list was cleared (signed out) meanwhile
     learnMaxBytes(grant.max_size_bytes);
     const upload = putToStorage(file, grant, (loaded) => {
       row.loaded = loaded;
@@ -239,7 +259,10 @@ async function run(row) {
     row.render(); // shows Cancel
     await upload.done;
     row.cancel = null;
-    const job = await createJob(grant.upload_id, row.options);
+    if (!state.rows.has(row)) return;
+    const job = await createJob(grant.upload_id, row.options, held);
+    row.hold = null;
+    if (!state.rows.has(row)) return;
     state.byJobId.set(job.id, row);
     row.setJob(job);
     follow(row);
@@ -249,6 +272,7 @@ async function run(row) {
         ? err
         : new PageError("unexpected", "Something went wrong in the page. Try again.");
     row.cancel = null;
+    row.hold = null;
     row.setStatus("failed", { code: error.code, message: error.message });
   }
 }
@@ -275,9 +299,11 @@ function chooseAgain() {
 
 /** A page of GET v1/jobs, appended below what is shown; unfinished jobs are followed. */
 async function loadJobs() {
+  const owner = state.ownerId;
   els.more.disabled = true;
   try {
     const page = await listJobs({ limit: PAGE_SIZE, cursor: state.nextCursor });
+    if (state.ownerId !== owner) return; // signed out (or in as someone else) meanwhile
     for (const job of page.items) {
       if (state.byJobId.has(job.id)) continue;
       const row = new JobRow({ job, on: handlers });
@@ -289,13 +315,100 @@ async function loadJobs() {
     state.nextCursor = page.next_cursor;
     els.notice.hidden = true;
   } catch (err) {
+    if (state.ownerId !== owner) return;
     els.notice.textContent = `Earlier conversions could not be loaded: ${err.message}`;
     els.notice.hidden = false;
   } finally {
-    els.loading.hidden = true;
-    els.more.disabled = false;
-    els.more.hidden = !state.nextCursor;
-    updateSummary();
+    if (state.ownerId === owner) {
+      els.loading.hidden = true;
+      els.more.disabled = false;
+      els.more.hidden = !state.nextCursor;
+      updateSummary();
+    }
+  }
+}
+
+// --------------------------------------------------------------------------- who is signed in
+
+/** Empty the list: stop following, cancel uploads (the jobs stay on the server). */
+function resetList() {
+  const rows = [...state.rows];
+  state.rows.clear(); // first, so the rows' last changes are not announced
+  state.byJobId.clear();
+  state.waiting = [];
+  state.nextCursor = null;
+  for (const row of rows) {
+    row.stopFollowing?.();
+    row.cancel?.();
+  }
+  els.list.replaceChildren();
+  els.notice.hidden = true;
+  els.loading.hidden = false;
+  els.more.hidden = true;
+  updateSummary();
+}
+
+function showAccount(user) {
+  const signedIn = auth.user() !== null;
+  // Without a session the server answered anyway: it needs no sign-in (V2M_AUTH_REQUIRED=false).
+  els.accountLabel.textContent = signedIn ? "Signed in as" : "No sign-in needed · using";
+  els.userEmail.textContent = user.email;
+  els.signOut.hidden = !signedIn;
+  els.account.hidden = false;
+}
+
+/** Show the page to `user`; their list is loaded unless it is already the one shown. */
+function enter(user) {
+  els.starting.hidden = true;
+  hideSignIn();
+  showAccount(user);
+  els.app.hidden = false;
+  if (state.ownerId === user.id) return; // the same person again: carry on
+  resetList();
+  state.ownerId = user.id;
+  loadJobs();
+}
+
+/** Hide the page behind the sign-in form. Work in progress waits (api.js). */
+function askSignIn(message, options) {
+  els.starting.hidden = true;
+  els.app.hidden = true;
+  els.account.hidden = true;
+  showSignIn(message, options);
+}
+
+function onAuth(event, detail) {
+  if (event === "signed-in") {
+    enter(detail);
+    els.intakeHeading.focus();
+  } else if (event === "refreshed") {
+    for (const row of state.rows) row.refreshUrls(); // URLs carrying the old token
+  } else if (event === "expired") {
+    askSignIn("Your session has ended. Sign in again to carry on.");
+  } else if (event === "required") {
+    askSignIn(state.ownerId ? "This server now asks you to sign in." : "");
+  } else if (event === "signed-out") {
+    resetList();
+    state.ownerId = null;
+    askSignIn("", { fresh: true });
+    announce("Signed out.");
+  }
+}
+
+function signOut() {
+  const busy = [...state.rows].some((row) => row.status === "uploading" || row.waiting);
+  if (busy && !window.confirm("Uploads in progress will stop. Sign out anyway?")) return;
+  auth.signOut();
+}
+
+/** Who is this? GET v1/auth/me with the stored session, if any; a 401 asks for a sign-in. */
+async function start() {
+  try {
+    enter(await whoAmI()); // after a sign-in, "signed-in" has already entered: no-op
+  } catch (err) {
+    const stored = auth.user();
+    if (stored) enter(stored); // the API is unreachable: the list will say so
+    else askSignIn(err.status === 401 ? "" : err.message);
   }
 }
 
@@ -316,14 +429,15 @@ function wireDragAndDrop() {
   });
   window.addEventListener("dragover", (event) => {
     if (!hasFiles(event)) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = "copy";
+    event.preventDefault(); // also when signed out: the browser would open the file
+    event.dataTransfer.dropEffect = els.app.hidden ? "none" : "copy";
   });
   window.addEventListener("drop", (event) => {
     if (!event.dataTransfer?.files?.length) return;
     event.preventDefault();
     depth = 0;
     els.dropzone.classList.remove("is-dragging");
+    if (els.app.hidden) return; // not signed in: nothing is sent
     addFiles(event.dataTransfer.files);
   });
 }
@@ -349,12 +463,15 @@ function wire() {
   wireDragAndDrop();
 
   els.more.addEventListener("click", loadJobs);
+  els.signOut.addEventListener("click", signOut);
+  auth.onChange(onAuth);
+  wireSignIn();
   window.addEventListener("beforeunload", (event) => {
     const busy = [...state.rows].some((row) => row.status === "uploading" || row.waiting);
     if (busy) event.preventDefault(); // leaving would lose the uploads in flight
   });
 
-  loadJobs();
+  start();
 }
 
 wire();

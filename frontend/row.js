@@ -3,6 +3,7 @@
 // completed|failed) and, when failed, data-error-code.
 
 import { downloadUrl } from "./api.js";
+import * as auth from "./auth.js";
 import { REFUSED } from "./checks.js";
 import { h, icon } from "./dom.js";
 import {
@@ -44,6 +45,7 @@ export class JobRow {
     this.live = !job; // started in this page: its preview loads the duration at once
     this.cancel = null;
     this.stopFollowing = null;
+    this.hold = null; // why the row waits (a rate limit), shown as its status line
     this.build();
     this.render();
   }
@@ -174,6 +176,7 @@ export class JobRow {
 
   statusText(uploaded, progress) {
     const { status, job } = this;
+    if (this.hold) return this.hold;
     if (this.waiting) return "Waiting for another upload to finish…";
     if (status === "uploading") {
       const sent = `${formatBytes(this.loaded)} of ${formatBytes(this.sizeBytes)}`;
@@ -203,31 +206,42 @@ export class JobRow {
     if (!done) {
       if (this.resultFor) this.resultEl.replaceChildren();
       this.resultFor = null;
+      this.audioEl = this.linkEl = null;
       return;
     }
     if (this.resultFor === this.job.id) return; // already built: keep playback going
     this.resultFor = this.job.id;
-    const url = downloadUrl(this.job.id);
+    const jobId = this.job.id;
     const name = `${stemOf(this.filename)}.mp3`;
+    // Both URLs carry the access token (?access_token=): <audio> and <a> send no headers.
     // Rows from earlier visits load nothing until played; fresh ones fetch the duration.
     const audio = h("audio", {
       controls: true,
       preload: this.live ? "metadata" : "none",
-      src: url,
+      src: downloadUrl(jobId),
       "aria-label": `Preview of ${name}`,
     });
     let reloaded = false;
-    audio.addEventListener("error", () => {
-      // The presigned URL behind the redirect is short-lived: ask for a fresh one, once.
+    audio.addEventListener("loadedmetadata", () => {
+      reloaded = false; // a later failure (an expired URL) may ask again
+    });
+    audio.addEventListener("error", async () => {
+      // The access token in the URL, or the presigned URL behind the redirect, expired:
+      // ask for a fresh one, once, and carry on where it was.
       if (reloaded) return;
       reloaded = true;
-      audio.load();
+      const at = audio.currentTime;
+      const playing = !audio.paused;
+      await auth.token();
+      audio.src = downloadUrl(jobId);
+      if (at) audio.currentTime = at;
+      if (playing) audio.play().catch(() => {});
     });
     const link = h(
       "a",
       {
         class: "button button--primary",
-        href: url,
+        href: downloadUrl(jobId),
         download: name,
         "data-role": "download",
         "aria-label": `Download ${name}`,
@@ -235,7 +249,37 @@ export class JobRow {
       icon("download"),
       "Download MP3",
     );
+    link.addEventListener("click", (event) => {
+      if (link.dataset.fresh) {
+        delete link.dataset.fresh;
+        return;
+      }
+      link.href = downloadUrl(jobId);
+      if (!auth.stale()) return;
+      // The token is about to expire (a sleeping tab's timer ran late): renew it first.
+      event.preventDefault();
+      auth.token().then(() => {
+        link.href = downloadUrl(jobId);
+        link.dataset.fresh = "1";
+        link.click();
+      });
+    });
+    this.audioEl = audio;
+    this.linkEl = link;
     this.resultEl.replaceChildren(audio, link);
+  }
+
+  /** A new access token: rebuild the URLs that carry it, without stopping playback. */
+  refreshUrls() {
+    if (!this.linkEl || !this.job) return;
+    const url = downloadUrl(this.job.id);
+    this.linkEl.href = url;
+    const audio = this.audioEl;
+    const untouched =
+      audio.readyState === HTMLMediaElement.HAVE_NOTHING &&
+      audio.networkState !== HTMLMediaElement.NETWORK_LOADING &&
+      audio.paused;
+    if (untouched) audio.src = url; // not loaded yet (preload="none"): no fetch happens
   }
 
   renderActions() {

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     dev_api_key: str | None = None
     dev_password: str | None = None
     # Default per-user limits (a user row may override each).
+    login_failures_allowed: int = 10  # per email per login_failure_window_s
+    login_failure_window_s: int = 900
     uploads_per_minute: int = 60
     max_active_jobs: int = 20
     bytes_per_day: int = 200 * GiB

@@ -114,6 +114,19 @@ class ApiKey(SQLModel, table=True):
     )
 
 
+class LoginFailure(SQLModel, table=True):
+    """A failed login, kept to slow password guessing (per email, across API processes)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_email_at", "email", "at"),)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    email: str = SQLField(max_length=320)
+    at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
 class Upload(SQLModel, table=True):
     __table_args__ = (Index("ix_upload_owner_created", "owner_id", "created_at"),)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api import ratelimit
 from api.auth import CurrentUser
 from api.deps import SessionDep, SettingsDep
 from api.errors import error_responses
@@ -35,13 +36,18 @@ def issue(user: User, settings: Settings) -> TokenPair:
 
 
 @router.post(
-    "/login", response_model=TokenPair, responses=error_responses(401, 422), summary="Log in"
+    "/login", response_model=TokenPair, responses=error_responses(401, 422, 429), summary="Log in"
 )
 def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
-    """Exchange email and password for an access token (Bearer) and a refresh token."""
+    """Exchange email and password for an access token (Bearer) and a refresh token.
+
+    Too many failed attempts for one email within the window answer 429 until it passes.
+    """
+    ratelimit.check_login(session=session, email=body.email, settings=settings)
     user = users.get_user_by_email(session=session, email=body.email)
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
+        users.record_login_failure(session=session, email=body.email)
         raise AuthError("The email or password is not right.")
     return issue(user, settings)
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         Page,
         Playwright,
         Request,
+        Response,
         ViewportSize,
     )
 
@@ -90,11 +91,15 @@ def browser(pw: Playwright) -> Iterator[Browser]:
 
 @dataclass
 class PageLog:
-    """What the page did: requests it sent, console output, uncaught errors."""
+    """What the page did: requests it sent and the answers, console output, uncaught
+    errors, Content-Security-Policy violations, and the CSP the page was served with."""
 
     requests: list[Request] = field(default_factory=list)
+    responses: list[Response] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    csp: str = ""
 
     def urls(self, contains: str, method: str | None = None) -> list[str]:
         return [
@@ -102,6 +107,19 @@ class PageLog:
             for r in self.requests
             if contains in r.url and (method is None or r.method == method)
         ]
+
+
+# Every CSP violation, whether reported by the securitypolicyviolation event or only in
+# Chromium's console ("Refused to … because it violates … Content Security Policy").
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`securitypolicyviolation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`);
+}, true);
+"""
+
+
+def is_csp_violation(text: str) -> bool:
+    return text.startswith("securitypolicyviolation:") or "Content Security Policy" in text
 
 
 # Records, per file name, every value an upload progress bar takes and every status a row
@@ -129,9 +147,11 @@ new MutationObserver((records) => {
 
 @pytest.fixture
 def open_page(browser: Browser) -> Iterator[Callable[[str], tuple[Page, PageLog]]]:
-    """open_page(url) → (page, log) in a fresh context (its own localStorage).
+    """open_page(url) → (page, log) in a fresh context (its own storage).
 
-    Fails the test if the page threw an uncaught error.
+    The page must be served with a Content-Security-Policy. Fails the test if the page
+    threw an uncaught error or broke its CSP (a test that provokes a violation on
+    purpose clears `log.csp_violations`).
     """
     contexts = []
     logs: list[PageLog] = []
@@ -144,14 +164,21 @@ def open_page(browser: Browser) -> Iterator[Callable[[str], tuple[Page, PageLog]
         log = PageLog()
         logs.append(log)
         page.on("request", lambda request: log.requests.append(request))
+        page.on("response", lambda response: log.responses.append(response))
 
         def on_console(message: ConsoleMessage) -> None:
             log.console.append(f"{message.type}: {message.text}")
+            if is_csp_violation(message.text):
+                log.csp_violations.append(message.text)
 
         page.on("console", on_console)
         page.on("pageerror", lambda exc: log.errors.append(str(exc)))
+        page.add_init_script(REPORT_CSP_VIOLATIONS)
         page.add_init_script(RECORD_PROGRESS)
-        page.goto(url)
+        response = page.goto(url)
+        assert response is not None and response.ok, response
+        log.csp = response.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in log.csp, f"the page has no strict CSP: {log.csp!r}"
         return page, log
 
     yield create
@@ -159,6 +186,7 @@ def open_page(browser: Browser) -> Iterator[Callable[[str], tuple[Page, PageLog]
         context.close()
     for log in logs:
         assert not log.errors, f"uncaught errors in the page: {log.errors}\n{log.console}"
+        assert not log.csp_violations, f"CSP violations: {log.csp_violations}"
 
 
 @pytest.fixture(scope="session")
@@ -177,6 +205,17 @@ def slow_ffmpeg(tmp_path_factory: pytest.TempPathFactory) -> Callable[[float], s
         return str(path)
 
     return make
+
+
+DEV_EMAIL = "dev@localhost"  # the stack's local user (V2M_DEV_USER_EMAIL's default)
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    """Fill the sign-in form and send it from the keyboard (Enter in the password field)."""
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password").press("Enter")
 
 
 def save_screenshot(page: Page, name: str) -> Path:

@@ -1,28 +1,39 @@
 """The page, used as a person uses it, in Chromium against the real stack.
 
-Covered: choosing files and dropping one; options reaching the job; upload progress;
+Covered: signing in (a wrong password shows the API's message and sends nothing; the
+right one from the keyboard), the access token on every API call and in the URLs of the
+event stream and the MP3 (never on the PUT to storage), its renewal while the page works
+and after a 401, a session that ends (the page waits for the sign-in and carries on),
+signing out (and staying out after a reload), another user seeing none of these jobs, a
+server that needs no sign-in; the page's Content-Security-Policy (served, enforced, never
+violated); choosing files and dropping one; options reaching the job; upload progress;
 live status over Server-Sent Events; the <audio> preview; the download being an MP3
 named after the video; a failed job's message and retry (by keyboard), with polling when
-the event stream is refused; refusals by the API (413) and by the page before any request
-(over the learned limit, not media); the list surviving a reload; no horizontal scrolling
-at 360 px. Two screenshots for docs/screenshots/ are taken on the way.
+the event stream is refused; a 429 waited out; refusals by the API (413) and by the page
+before any request (over the learned limit, not media); the list surviving a reload; no
+horizontal scrolling at 360 px. Two screenshots for docs/screenshots/ are taken on the way.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
-from tests.e2e.conftest import PageLog, save_screenshot
+from tests.e2e.conftest import DEV_EMAIL, PageLog, save_screenshot, sign_in
 from tests.integration import media
-from tests.integration.conftest import StackFactory
+from tests.integration.conftest import ROOT, Stack, StackFactory
 
 if TYPE_CHECKING:
-    from playwright.sync_api import FilePayload, Locator, Page
+    from playwright.sync_api import FilePayload, Locator, Page, Route
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +67,7 @@ INTERVIEW = media.Sample(
      "-c:a", "libopus", "-b:a", "64k"],
 )  # fmt: skip
 
+TOKEN_TTL_S = 8  # access token lifetime of the main test: renewed several times in a run
 SMALL_LIMIT = 200_000  # V2M_MAX_UPLOAD_BYTES of the failure test: "too big" costs 250 kB
 UPLOAD_BYTES_PER_S = 1_500_000  # Chromium's upload throttle, so progress has steps
 
@@ -67,6 +79,40 @@ ROWS = """() => [...document.querySelectorAll("li[data-job-id]")].map((row) => (
   message: row.querySelector('[data-role="error"]').hidden
     ? null : row.querySelector('[data-role="error"]').textContent,
 }))"""
+
+
+def is_jwt(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith("v2m_")
+
+
+def check_credentials(log: PageLog, stack: Stack) -> None:
+    """Every API call carried `Authorization: Bearer <access JWT>`; the event stream and the
+    MP3 carried the JWT as ?access_token=; storage never saw a credential of the API; the
+    API key appears nowhere."""
+    counts = {"header": 0, "query": 0, "storage PUT": 0}
+    for request in log.requests:
+        auth = request.all_headers().get("authorization", "")
+        what = f"{request.method} {request.url}: {auth!r}"
+        assert stack.api_key not in request.url + auth, what
+        parts = urlsplit(request.url)
+        api = request.url.startswith(stack.api_url + "/v1/")
+        if api and parts.path in ("/v1/auth/login", "/v1/auth/refresh"):
+            assert not auth, what
+        elif api and parts.path == "/v1/auth/me" and not auth:
+            response = request.response()  # "who is there?" without a session: refused
+            assert response is not None and response.status == 401, what
+        elif api and parts.path.endswith(("/events", "/download")):
+            assert not auth, what
+            (token,) = parse_qs(parts.query)["access_token"]
+            assert is_jwt(token), what
+            counts["query"] += 1
+        elif api:
+            assert auth.startswith("Bearer ") and is_jwt(auth.removeprefix("Bearer ")), what
+            counts["header"] += 1
+        else:  # the page's files, storage (PUT, and the MP3 behind the redirect)
+            assert not auth and "access_token" not in request.url, what
+            counts["storage PUT"] += request.method == "PUT"
+    assert all(counts.values()), counts
 
 
 def rows(page: Page) -> list[dict[str, Any]]:
@@ -128,17 +174,28 @@ def test_two_videos_upload_convert_play_and_download(
     tmp_path: Path,
 ) -> None:
     # Given a stack converting two jobs at once, ffmpeg capped at 10x real time so the
-    # conversions last long enough to be seen, and a page with nothing converted yet
+    # conversions last long enough to be seen, access tokens that live 8 s (so that they
+    # expire several times while the page works), and a page with nothing converted yet
     stack = make_stack(
-        auth_required="false",  # until the page logs in (issue 9)
         worker_concurrency="2",
         ffmpeg_bin=slow_ffmpeg(10),
         progress_interval_s="0.2",
         events_poll_interval_s="0.2",
+        access_token_ttl_s=str(TOKEN_TTL_S),
     )
     holiday, interview = media.make(HOLIDAY, media_dir), media.make(INTERVIEW, media_dir)
     page, log = open_page(stack.api_url + "/")
+
+    # The page asks who is there, and without a session shows only the sign-in form
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    assert page.locator('[data-role="app"]').is_hidden()
+    assert "'unsafe-inline'" not in log.csp and "object-src 'none'" in log.csp, log.csp
+
+    # When the local user signs in
+    sign_in(page, DEV_EMAIL, stack.env["V2M_DEV_PASSWORD"])
     page.wait_for_selector('[data-role="empty"]:not([hidden])')
+    assert page.text_content('[data-role="user-email"]') == DEV_EMAIL
+    assert page.locator('[data-role="signin"]').is_hidden()
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
     throttle = {"offline": False, "latency": 0, "downloadThroughput": -1}
@@ -211,6 +268,8 @@ def test_two_videos_upload_convert_play_and_download(
     # And live status came over Server-Sent Events; each job was created once, with a key
     for r in by_name.values():
         assert log.urls(f"/v1/jobs/{r['id']}/events"), log.console
+        href = row(page, r["id"]).locator('[data-role="download"]').get_attribute("href") or ""
+        assert "access_token=" in href, href
     creates = [r for r in log.requests if r.method == "POST" and r.url.endswith("/v1/jobs")]
     keys = {r.headers.get("idempotency-key") for r in creates}
     assert len(creates) == 2 and len(keys) == 2 and None not in keys
@@ -223,13 +282,22 @@ def test_two_videos_upload_convert_play_and_download(
     page.set_viewport_size({"width": 360, "height": 800})
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
-    # When the page is reloaded, the list comes back from GET /v1/jobs
+    # When the page is reloaded, the session is still there and the list comes back
     page.set_viewport_size({"width": 1100, "height": 900})
     page.reload()
     page.wait_for_function(
         "() => document.querySelectorAll('li[data-status=\"completed\"]').length === 2"
     )
     assert {r["id"] for r in rows(page)} == {r["id"] for r in by_name.values()}
+    assert page.locator('[data-role="signin"]').is_hidden()
+
+    # And every call was authenticated as it should be; the short-lived access token was
+    # renewed before it expired, so that the API never had to refuse one
+    check_credentials(log, stack)
+    refreshes = log.urls("/v1/auth/refresh", "POST")
+    assert refreshes, "the access token was never renewed"
+    refused = [r.url for r in log.responses if r.status == 401]
+    assert refused == [f"{stack.api_url}/v1/auth/me"], refused  # only "who is there?" at first
 
 
 def test_failure_retry_and_refusals(
@@ -237,15 +305,44 @@ def test_failure_retry_and_refusals(
 ) -> None:
     # Given a stack that accepts uploads up to 200 000 bytes, so that a file the page must
     # refuse as too big is cheap to make (the page learns the limit from its first upload)
-    stack = make_stack(
-        auth_required="false",  # until the page logs in (issue 9)
-        max_upload_bytes=str(SMALL_LIMIT),
-        events_poll_interval_s="0.2",
-    )
+    stack = make_stack(max_upload_bytes=str(SMALL_LIMIT), events_poll_interval_s="0.2")
     silent = media.make(media.SAMPLES["no_audio"], media_dir)
     assert silent.stat().st_size < SMALL_LIMIT
     page, log = open_page(stack.api_url + "/")
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    signin_error = page.locator('[data-role="signin-error"]')
+    assert signin_error.get_attribute("role") == "alert"
+
+    # When the form is sent empty, it says what is missing without asking the API
+    page.get_by_role("button", name="Sign in").click()
+    assert signin_error.text_content() == "Enter your email address."
+    assert page.evaluate("document.activeElement.id") == "signin-email"
+    assert not log.urls("/v1/auth/login")
+
+    # When a video is dropped and a wrong password is sent, the form shows the API's own
+    # message, marks the fields, and nothing is uploaded
+    drop_file(page, "silent-film.mp4", "video/mp4", silent.read_bytes())
+    sign_in(page, DEV_EMAIL, "not-the-password")
+    expected = httpx.post(
+        f"{stack.api_url}/v1/auth/login", json={"email": DEV_EMAIL, "password": "wrong"}
+    ).json()["error"]["message"]
+    page.wait_for_function(
+        "(text) => document.querySelector('[data-role=\"signin-error\"]').textContent === text",
+        arg=expected,
+    )
+    assert page.get_by_label("Password").get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "signin-password"
+    assert page.locator('[data-role="app"]').is_hidden()
+    assert page.locator("li[data-job-id]").count() == 0
+    sent = [f"{r.method} {r.url}" for r in log.requests]
+    assert not [u for u in sent if "/v1/uploads" in u or "/v1/jobs" in u or u.startswith("PUT")]
+    assert len(log.urls("/v1/auth/login", "POST")) == 1
+
+    # When the right password is typed instead, the page opens with focus on its heading
+    sign_in(page, DEV_EMAIL, stack.env["V2M_DEV_PASSWORD"])
     page.wait_for_selector('[data-role="empty"]:not([hidden])')
+    assert page.text_content('[data-role="user-email"]') == DEV_EMAIL
+    assert signin_error.text_content() == ""
 
     # The file picker is reachable from the keyboard, and the options are labelled
     for _ in range(4):
@@ -268,10 +365,30 @@ def test_failure_retry_and_refusals(
     assert "the largest accepted is 195.3 KiB" in (refused_by_api.text_content() or "")
     page.click('li[data-error-code="upload_too_large"] [data-role="dismiss"]')
 
-    # When a video without sound is dropped on the page
+    # When a video without sound is dropped on the page, and the API first answers that
+    # the user has started too many uploads this minute
+    limited = {"count": 0}
+
+    def rate_limit_once(route: Route) -> None:
+        if limited["count"]:
+            route.fallback()
+            return
+        limited["count"] += 1
+        body = {"error": {"code": "rate_limited", "message": "You can start 60 uploads a minute."}}
+        route.fulfill(
+            status=429,
+            headers={"Retry-After": "1", "Content-Type": "application/json"},
+            body=json.dumps(body),
+        )
+
+    page.route("**/v1/uploads", rate_limit_once)
     drop_file(page, "silent-film.mp4", "video/mp4", silent.read_bytes())
 
-    # Then its row fails with the worker's message, in words, and offers a retry
+    # Then the row says why it waits, and goes on by itself after Retry-After
+    page.wait_for_selector('[data-role="status"]:has-text("You can start 60 uploads a minute.")')
+    page.unroute("**/v1/uploads")
+
+    # And its row fails with the worker's message, in words, and offers a retry
     failed = page.wait_for_selector('li[data-status="failed"]:not([data-job-id=""])')
     assert failed is not None
     first_id = failed.get_attribute("data-job-id")
@@ -285,7 +402,10 @@ def test_failure_retry_and_refusals(
 
     # When the event stream is refused (as by a buffering proxy) and Retry is pressed with
     # the keyboard, the file starts again as a new job, followed by polling instead
-    page.route("**/v1/jobs/*/events", lambda route: route.abort())
+    def is_event_stream(url: str) -> bool:
+        return urlsplit(url).path.endswith("/events")  # its URL carries ?access_token=
+
+    page.route(is_event_stream, lambda route: route.abort())
     retry = row(page, first_id).locator('[data-role="retry"]')
     retry.focus()
     page.keyboard.press("Enter")
@@ -300,17 +420,56 @@ def test_failure_retry_and_refusals(
     assert stack.get_job(str(again))["error"]["code"] == "no_audio_stream"
     polls = [u for u in log.urls(f"/v1/jobs/{again}", "GET") if u.endswith(str(again))]
     assert log.urls(f"/v1/jobs/{again}/events") and polls
-    page.unroute("**/v1/jobs/*/events")
+    page.unroute(is_event_stream)
 
-    # When the page is reloaded, both failed jobs are listed with their message
+    # When the page is reloaded and the API refuses the access token once (as when it has
+    # just expired), the page renews it and lists both failed jobs with their message
+    refresh_count = len(log.urls("/v1/auth/refresh", "POST"))
+    expired = {"error": {"code": "unauthenticated", "message": "The token has expired."}}
+    page.route(
+        lambda url: urlsplit(url).path == "/v1/jobs",
+        lambda route: route.fulfill(status=401, json=expired),
+        times=1,
+    )
     page.reload()
     page.wait_for_function(
         "() => document.querySelectorAll('li[data-status=\"failed\"]').length === 2"
     )
+    assert len(log.urls("/v1/auth/refresh", "POST")) == refresh_count + 1
+    assert page.locator('[data-role="signin"]').is_hidden()
     listed = rows(page)
     assert [r["id"] for r in listed] == [again, first_id]
     assert all(r["message"] == error["message"] for r in listed)
     assert page.locator('[data-role="retry"]').count() == 2
+
+    # When the session is over (the API refuses the access token, then the refresh token)
+    # as a video is dropped, the page asks for a sign-in, keeps the list, and once the
+    # same user has signed in again the upload goes on
+    def path_is(path: str) -> Callable[[str], bool]:
+        return lambda url: urlsplit(url).path == path
+
+    page.route(
+        path_is("/v1/uploads"), lambda route: route.fulfill(status=401, json=expired), times=1
+    )
+    page.route(
+        path_is("/v1/auth/refresh"), lambda route: route.fulfill(status=401, json=expired), times=1
+    )
+    drop_file(page, "silent-film.mp4", "video/mp4", silent.read_bytes())
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    assert signin_error.text_content() == "Your session has ended. Sign in again to carry on."
+    assert page.locator('[data-role="app"]').is_hidden()
+    assert page.evaluate("sessionStorage.getItem('v2m.session')") is None
+    sign_in(page, DEV_EMAIL, stack.env["V2M_DEV_PASSWORD"])
+    page.wait_for_function(
+        """(known) => {
+          const row = document.querySelector("li[data-job-id]");
+          return row.dataset.status === "failed" && row.dataset.jobId
+            && !known.includes(row.dataset.jobId);
+        }""",
+        arg=[again, first_id],
+    )
+    assert [r["id"] for r in rows(page)][1:] == [again, first_id]
+    assert rows(page)[0]["error"] == "no_audio_stream"
 
     # When a file over the limit and a text file are chosen
     sent_before = len(log.requests)
@@ -338,3 +497,68 @@ def test_failure_retry_and_refusals(
     # And a refused row can be dismissed
     page.locator('li[data-error-code="not_media"] [data-role="dismiss"]').click()
     page.wait_for_selector('li[data-error-code="not_media"]', state="detached")
+    check_credentials(log, stack)
+
+    # The CSP is enforced, and a violation would be caught: an inline style is refused
+    page.evaluate(
+        """() => document.body.insertAdjacentHTML("beforeend", '<i id="x" style="color: red"></i>')"""
+    )
+    for _ in range(30):
+        if log.csp_violations:
+            break
+        page.wait_for_timeout(100)
+    assert page.evaluate("getComputedStyle(document.getElementById('x')).color") != "rgb(255, 0, 0)"
+    assert log.csp_violations and "style-src" in log.csp_violations[0], log.csp_violations
+    log.csp_violations.clear()
+
+    # When the user signs out, the sign-in form comes back and the jobs are gone
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    assert page.locator('[data-role="app"]').is_hidden()
+    assert page.locator('[data-role="account"]').is_hidden()
+    assert page.locator("li[data-job-id]").count() == 0
+    assert page.evaluate("sessionStorage.getItem('v2m.session')") is None
+    assert page.evaluate("document.activeElement.id") == "signin-email"
+
+    # And after a reload it is still the form, and no job is asked for
+    listed_before = len(log.urls("/v1/jobs?", "GET"))
+    page.reload()
+    page.wait_for_selector('[data-role="signin"]:not([hidden])')
+    page.wait_for_timeout(300)
+    assert page.locator('[data-role="app"]').is_hidden()
+    assert page.locator("li[data-job-id]").count() == 0
+    assert len(log.urls("/v1/jobs?", "GET")) == listed_before
+
+    # When someone else signs in, none of the first user's jobs are listed
+    other_email, other_password = "other@example.org", "other-password-1"
+    subprocess.run(
+        [sys.executable, "-m", "api.admin", "create-user", other_email, "--password-stdin"],
+        input=f"{other_password}\n",
+        text=True,
+        env=stack.env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    sign_in(page, other_email, other_password)
+    page.wait_for_selector('[data-role="empty"]:not([hidden])')
+    assert page.text_content('[data-role="user-email"]') == other_email
+    assert page.locator("li[data-job-id]").count() == 0
+
+
+def test_open_server_needs_no_sign_in(make_stack: StackFactory, open_page: OpenPage) -> None:
+    # Given an API that lets requests without credentials act as the local user
+    # (V2M_AUTH_REQUIRED=false, a single-user laptop), without workers
+    stack = make_stack(workers=0, auth_required="false")
+
+    # When the page is opened, it asks who is there and needs no sign-in
+    page, log = open_page(stack.api_url + "/")
+    page.wait_for_selector('[data-role="empty"]:not([hidden])')
+    assert page.locator('[data-role="signin"]').is_hidden()
+    assert page.text_content('[data-role="user-email"]') == DEV_EMAIL
+    assert "No sign-in needed" in (page.text_content('[data-role="account"]') or "")
+    assert page.locator('[data-role="sign-out"]').is_hidden()
+
+    # And it sends no credentials it does not have
+    calls = [r for r in log.requests if "/v1/" in r.url]
+    assert calls and not [r.url for r in calls if "authorization" in r.all_headers()]

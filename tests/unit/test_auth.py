@@ -338,3 +338,22 @@ def test_migrations_build_the_schema_the_models_describe(tmp_path: Path) -> None
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_repeated_failed_logins_are_slowed_with_429(
+    client: TestClient, account: Callable[..., Account], settings: Settings
+) -> None:
+    account("ada@example.com", password="correct horse battery")
+    for _ in range(settings.login_failures_allowed):
+        wrong = client.post(
+            "/v1/auth/login", json={"email": "ada@example.com", "password": "guess"}
+        )
+        assert wrong.status_code == 401
+    # Then even the right password waits: guessing cannot go on at request speed
+    blocked = client.post(
+        "/v1/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}
+    )
+    assert_error_body(blocked, 429, "rate_limited")
+    assert int(blocked.headers["retry-after"]) > 0
+    other = client.post("/v1/auth/login", json={"email": "bob@example.com", "password": "guess"})
+    assert other.status_code == 401  # counted per email
