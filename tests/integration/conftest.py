@@ -233,6 +233,20 @@ class Stack:
             headers={"Authorization": f"Bearer {api_key or self.api_key}"},
         )
 
+    def run_module(self, module: str, *args: str) -> str:
+        """Run `python -m module args` with the stack's settings (an operator's command)."""
+        out = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
     def owner_id(self) -> str:
         with self.client() as api:
             me: dict[str, Any] = api.get("/v1/auth/me").json()

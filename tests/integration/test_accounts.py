@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.conftest import BIN, ROOT, Stack, StackFactory
+from tests.integration.conftest import BIN, Stack, StackFactory
 
 pytestmark = pytest.mark.integration
 
 
 def admin(stack: Stack, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "api.admin", *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+    return stack.run_module("api.admin", *args)
 
 
 def second_user(stack: Stack, email: str = "bob@example.com") -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.server
 import signal
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.broker import DedicatedBroker
-from tests.integration.conftest import ROOT, Stack, StackFactory, free_port, wait_for
+from tests.integration.conftest import Stack, StackFactory, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +23,7 @@ def started_at(event: dict[str, object]) -> float:
 
 
 def dlq_tool(stack: Stack, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.dlq", *args],
-        cwd=ROOT,
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
+    return stack.run_module("worker.dlq", *args)
 
 
 def test_transient_failure_retries_with_growing_delays_then_dead_letters_and_replays(
