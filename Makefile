@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: all install install-python install-system install-postgres install-test-tools run monitor format lint typecheck \
-        test test-unit test-integration clean
+        test test-unit test-integration bench bench-quick clean
 
 all: lint typecheck test
 
@@ -52,6 +52,17 @@ test-unit: install-python
 
 test-integration: install install-postgres
 	$(BIN)/pytest -m integration
+
+## Issue 8's figures beside their baselines, in one run (~8 min): docs/PERFORMANCE.md,
+## its plots and bench/results.json. Needs wrk (apt-get) and py-spy (pip).
+bench: install
+	@scripts/bootstrap.sh bench-tools
+	$(BIN)/python -m bench
+
+## The same figures on shorter inputs with fewer runs (~3 min); prints, writes no docs.
+bench-quick: install
+	@scripts/bootstrap.sh bench-tools
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run *.egg-info

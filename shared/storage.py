@@ -11,6 +11,7 @@ which also runs the whole request-building pipeline); see docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_KEY_NAME = 120
+# Results up to this size go up in one PUT; larger ones in parts (boto3's transfer manager,
+# which spins up threads and costs a few round trips more: worth it only for big files).
+SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024
 
 
 def sanitize_filename(filename: str, *, default: str = "file") -> str:
@@ -110,6 +114,8 @@ class Storage:
         self._credentials = Credentials(settings.s3_access_key, settings.s3_secret_key)
         public = settings.public_endpoint or f"https://s3.{settings.s3_region}.amazonaws.com"
         self._public_base = f"{public.rstrip('/')}/{quote(self.bucket)}"
+        internal = settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
+        self._internal_base = f"{internal.rstrip('/')}/{quote(self.bucket)}"
 
     # -------------------------------------------------------------- presigning
 
@@ -117,11 +123,14 @@ class Storage:
         self, key: str, *, content_type: str, size_bytes: int, expires_s: int
     ) -> tuple[str, dict[str, str]]:
         headers = {"Content-Type": content_type, "Content-Length": str(size_bytes)}
-        request = AWSRequest(method="PUT", url=f"{self._public_base}/{quote(key)}", headers=headers)
+        return self._sign("PUT", f"{self._public_base}/{quote(key)}", headers, expires_s), headers
+
+    def _sign(self, method: str, url: str, headers: dict[str, str], expires_s: int) -> str:
+        request = AWSRequest(method=method, url=url, headers=headers)
         S3SigV4QueryAuth(
             self._credentials, "s3", self.settings.s3_region, expires=expires_s
         ).add_auth(request)
-        return str(request.url), headers
+        return str(request.url)
 
     def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
         """A GET URL for browsers: public host, attachment named after the original file."""
@@ -134,8 +143,12 @@ class Storage:
         )
 
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:
-        """A GET URL for ffmpeg inside the deployment (internal host, range requests work)."""
-        return self._presign_get(self.client, key, expires_s)
+        """A GET URL for ffmpeg inside the deployment (internal host, range requests work).
+
+        Signed with the same direct SigV4 signer as PUT URLs: one per job, on the worker's
+        hot path, where the client presigner's request pipeline costs about twice as much.
+        """
+        return self._sign("GET", f"{self._internal_base}/{quote(key)}", {}, expires_s)
 
     def _presign_get(self, client: S3Client, key: str, expires_s: int, **extra: str) -> str:
         try:
@@ -179,9 +192,18 @@ class Storage:
             raise StorageError("Object storage is unreachable.") from exc
 
     def upload_file(self, path: str, key: str, *, content_type: str) -> None:
+        """Store a local file: one PUT when small (the usual MP3), multipart when large."""
         try:
-            self.client.upload_file(path, self.bucket, key, ExtraArgs={"ContentType": content_type})
-        except (BotoCoreError, ClientError) as exc:
+            if os.path.getsize(path) <= SINGLE_PUT_MAX_BYTES:
+                with open(path, "rb") as body:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
+                    )
+            else:
+                self.client.upload_file(
+                    path, self.bucket, key, ExtraArgs={"ContentType": content_type}
+                )
+        except (BotoCoreError, ClientError, OSError) as exc:
             raise StorageError("Could not write the result to object storage.") from exc
 
     def delete(self, key: str) -> None:

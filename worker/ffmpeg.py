@@ -360,7 +360,8 @@ def run_transcode(
     timer = threading.Timer(timeout_s, kill_on_timeout)
     timer.daemon = True
     timer.start()
-    last_report = 0.0
+    # The first report waits an interval too: a short job never writes progress at all.
+    last_report = started
     try:
         for line in _lines(proc.stdout):
             out_time = parse_progress_line(line)

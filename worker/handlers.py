@@ -29,7 +29,7 @@ from shared.errors import AppError, MediaError, TransientTranscodeError
 from shared.models import TERMINAL_STATUSES, Job, JobOptions
 from shared.queue import JobMessage, backoff_ms
 from shared.storage import Storage
-from worker import ffmpeg, metrics
+from worker import ffmpeg, metrics, mp3info, timing
 
 log = structlog.get_logger("worker")
 
@@ -80,6 +80,7 @@ def process_message(body: bytes, ctx: JobContext) -> Outcome:
 
 
 def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
+    timing.start()
     with Session(ctx.engine, expire_on_commit=False) as session:
         existing = session.get(Job, message.job_id)
         if existing is None:
@@ -97,6 +98,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
         job = jobs.start_attempt(session=session, job_id=message.job_id, token=token)
         if job is None:
             return Outcome(Action.ACK)
+    timing.mark("claim")
     log.info("job_started", attempts=job.attempts)
 
     started = time.monotonic()
@@ -129,6 +131,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
             bitrate_kbps=result.bitrate_kbps,
             token=token,
         )
+    timing.mark("complete")
     if not owned:
         # Our lease lapsed and the job was handed to another worker: its outcome stands.
         log.warning("lease_lost_result_discarded")
@@ -141,6 +144,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
         media_s=result.duration_s,
         output_bytes=result.size_bytes,
         stream_copy=result.stream_copy,
+        phases_ms=timing.phases_ms(),
     )
     return Outcome(Action.ACK)
 
@@ -288,6 +292,7 @@ def convert(
     input_url = ctx.storage.presign_internal_get(input_key, expires_s=settings.input_url_expires_s)
     probe = probe_input(input_url, input_key, ctx)
     check_input_limits(probe, settings)
+    timing.mark("probe")
     log.info(
         "input_probed",
         format=probe.format_name,
@@ -324,10 +329,16 @@ def convert(
                 memory_mb=settings.ffmpeg_memory_limit_mb,
             ),
         )
-        result = ffmpeg.probe(settings.ffprobe_bin, str(out_path), restrict_formats=False)
+        timing.mark("transcode")
+        # The MP3's own Xing/Info header says what ffprobe would, without another process.
+        result = mp3info.read_xing(out_path) or ffmpeg.probe(
+            settings.ffprobe_bin, str(out_path), restrict_formats=False
+        )
         check_output(probe, result, stderr_tail, out_path.stat().st_size, settings)
+        timing.mark("check")
         key = key or output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
+        timing.mark("upload")
         bitrate = result.first_audio.bit_rate or result.bit_rate
         return ConvertResult(
             key=key,

@@ -1,0 +1,265 @@
+"""The machine, the table, docs/PERFORMANCE.md's generated part, and the plots."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.figures import Results
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "PERFORMANCE.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as info:
+        mem_kb = int(info.readline().split()[1])
+    ffmpeg_version = subprocess.run(
+        ["ffmpeg", "-version"], capture_output=True, text=True, check=False
+    ).stdout.split("\n", 1)[0]
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "ffmpeg": re.sub(r" Copyright.*", "", ffmpeg_version),
+        "moto": metadata.version("moto"),
+        "uvicorn": metadata.version("uvicorn"),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+        f"Python {m['python']}, {m['ffmpeg']}, moto {m['moto']} as S3, uvicorn {m['uvicorn']}"
+    )
+
+
+def _fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if value >= 0.01 else f"{value:.2g}"
+
+
+def table(results: Results) -> str:
+    rows = [
+        "| figure | ours | baseline | ratio | target | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in results.figures:
+        unit = f" {f.unit}" if f.unit not in ("x",) else ""
+        rows.append(
+            f"| {f.figure} | {_fmt(f.ours)}{unit} | {_fmt(f.baseline)}{unit} | {f.ratio:.3f} "
+            f"| {f.target} | {'yes' if f.met else '**no**'} |"
+        )
+    return "\n".join(rows)
+
+
+def notes(results: Results) -> str:
+    return "\n".join(f"- {f.figure}: {f.note}" for f in results.figures if f.note)
+
+
+def growth_table(results: Results) -> str:
+    rows = [
+        "| input | size | end-to-end | bare ffmpeg | ratio | moto first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in results.growth:
+        rows.append(
+            f"| {g['input_s']} s {g['kind']} | {g['input_bytes'] / 1e6:.0f} MB | {g['e2e_s']:.3f} s "
+            f"| {g['bare_s']:.3f} s | {g['e2e_s'] / g['bare_s']:.3f} "
+            f"| {1000 * g.get('storage_first_byte_s', 0):.0f} ms | {g['worker_peak_mb']:.0f} MiB "
+            f"| {g['ffmpeg_peak_mb']:.0f} MiB | {g['sum_peak_mb']:.0f} MiB "
+            f"| {g['bare_ffmpeg_peak_mb']:.0f} MiB "
+            f"| {g['tmp_peak_bytes'] / 1e6:.2f} / {g['output_bytes'] / 1e6:.2f} MB |"
+        )
+    return "\n".join(rows)
+
+
+def scaling_table(results: Results) -> str:
+    rows = ["| workers | jobs at once each | jobs/s | vs bare sequential |", "|---|---|---|---|"]
+    for s in results.scaling:
+        rows.append(
+            f"| {s['workers']} | {s['concurrency']} | {s['jobs_per_s']:.2f} "
+            f"| {s['jobs_per_s'] / s['bare_sequential_jobs_per_s']:.2f}x |"
+        )
+    if results.scaling:
+        s = results.scaling[0]
+        rows.append(
+            f"| bare ffmpeg, one at a time | | {s['bare_sequential_jobs_per_s']:.2f} | 1.00x |"
+        )
+        rows.append(
+            f"| bare ffmpeg, two at a time | | {s['bare_two_at_a_time_jobs_per_s']:.2f} "
+            f"| {s['bare_two_at_a_time_jobs_per_s'] / s['bare_sequential_jobs_per_s']:.2f}x |"
+        )
+    return "\n".join(rows)
+
+
+def http_table(results: Results) -> str:
+    rows = ["| route | req/s (each run) | p50 ms | p99 ms |", "|---|---|---|---|"]
+    names = {
+        "trivial": "GET /healthz (trivial)",
+        "presign": "POST /v1/uploads",
+        "status": "GET /v1/jobs/{id}",
+    }
+    for h in results.http:
+        rows.append(
+            f"| {names[h['route']]} | {', '.join(f'{v:.0f}' for v in h['rps'])} "
+            f"| {', '.join(f'{v:.1f}' for v in h['p50_ms'])} | {', '.join(f'{v:.1f}' for v in h['p99_ms'])} |"
+        )
+    return "\n".join(rows)
+
+
+def phases_table(results: Results) -> str:
+    if not results.phases:
+        return ""
+    rows = ["| phase (worker, mean per job) | ms |", "|---|---|"]
+    rows += [f"| {name} | {ms:.1f} |" for name, ms in results.phases.items()]
+    return "\n".join(rows)
+
+
+def generated_section(results: Results, command: str) -> str:
+    met = sum(f.met for f in results.figures)
+    parts = [
+        BEGIN,
+        f"Run: `{command}` ({results.mode}, {results.elapsed_s / 60:.1f} min). "
+        f"Machine: {machine_line(results.machine)}.",
+        "",
+        f"{met} of {len(results.figures)} targets met."
+        + "".join(f" **Not measured: {e}**" for e in results.errors),
+        "",
+        table(results),
+        "",
+        notes(results),
+        "",
+        "### Cost against input duration (one worker)",
+        "",
+        growth_table(results),
+        "",
+        "![End-to-end time and memory against input duration](perf-cost-vs-duration.png)",
+        "",
+        "### Throughput against workers (5 s clips)",
+        "",
+        scaling_table(results),
+        "",
+        "![Throughput against number of workers](perf-throughput-vs-workers.png)",
+        "",
+        "### HTTP (wrk, 8 connections, one uvicorn process, SQLite)",
+        "",
+        http_table(results),
+    ]
+    if results.phases:
+        parts += [
+            "",
+            "### Where a short job's time goes (worker log, 10 s input)",
+            "",
+            phases_table(results),
+        ]
+    for route, summary in results.profiles.items():
+        parts += ["", f"### Profile: {route} under wrk (py-spy, 250 Hz, busy threads)", "", summary]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def write_doc(results: Results, command: str) -> None:
+    section = generated_section(results, command)
+    if DOC.exists() and BEGIN in DOC.read_text():
+        text = DOC.read_text()
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        DOC.write_text(head + section + tail)
+    else:
+        DOC.write_text(
+            "# Performance\n\n`make bench` measures issue 8's figures; the section between the "
+            "markers below is rewritten by each run.\n\n" + section + "\n"
+        )
+
+
+def plots(results: Results) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = ROOT / "docs"
+    if results.growth:
+        xs = [g["input_s"] for g in results.growth]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        ax1.loglog(xs, [g["e2e_s"] for g in results.growth], "o-", label="video2mp3 end to end")
+        ax1.loglog(
+            xs, [g["bare_s"] for g in results.growth], "s--", label="bare ffmpeg, local file"
+        )
+        ax1.set_xlabel("input duration (s)")
+        ax1.set_ylabel("time (s)")
+        ax1.set_title("Time grows with the audio, not the overhead")
+        ax1.grid(True, which="both", alpha=0.3)
+        ax1.legend()
+        ax2.semilogx(xs, [g["worker_peak_mb"] for g in results.growth], "o-", label="worker")
+        ax2.semilogx(xs, [g["ffmpeg_peak_mb"] for g in results.growth], "^-", label="its ffmpeg")
+        ax2.semilogx(xs, [g["sum_peak_mb"] for g in results.growth], "s-", label="worker + ffmpeg")
+        ax2.semilogx(
+            xs, [g["bare_ffmpeg_peak_mb"] for g in results.growth], "x--", label="bare ffmpeg"
+        )
+        ax2.set_ylim(bottom=0)
+        ax2.set_xlabel("input duration (s)")
+        ax2.set_ylabel("peak RSS (MiB)")
+        ax2.set_title("Memory stays flat")
+        ax2.grid(True, which="both", alpha=0.3)
+        ax2.legend()
+        for g in results.growth:
+            if "audio" in g["kind"]:
+                ax1.annotate(
+                    "audio only",
+                    (g["input_s"], g["e2e_s"]),
+                    textcoords="offset points",
+                    xytext=(-40, 8),
+                )
+        fig.tight_layout()
+        fig.savefig(docs / "perf-cost-vs-duration.png", dpi=110)
+        plt.close(fig)
+    single = [s for s in results.scaling if s["concurrency"] == 1]
+    if single:
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        ax.plot(
+            [s["workers"] for s in single],
+            [s["jobs_per_s"] for s in single],
+            "o-",
+            label="video2mp3 workers",
+        )
+        seq = single[0]["bare_sequential_jobs_per_s"]
+        par = single[0]["bare_two_at_a_time_jobs_per_s"]
+        ax.axhline(seq, ls="--", color="grey", label="bare ffmpeg, one at a time")
+        ax.axhline(par, ls=":", color="black", label="bare ffmpeg, two at a time")
+        for s in results.scaling:
+            if s["concurrency"] > 1:
+                ax.plot(
+                    [s["workers"]],
+                    [s["jobs_per_s"]],
+                    "D",
+                    label=f"1 worker, {s['concurrency']} jobs at once",
+                )
+        ax.set_xlabel(f"worker processes ({results.machine['cores']} cores)")
+        ax.set_ylabel("jobs/s (5 s clips)")
+        ax.set_xticks([s["workers"] for s in single])
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        ax.set_title("Throughput against workers")
+        fig.tight_layout()
+        fig.savefig(docs / "perf-throughput-vs-workers.png", dpi=110)
+        plt.close(fig)
