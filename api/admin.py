@@ -3,6 +3,8 @@
     python -m api.admin create-user EMAIL [--password-stdin]
     python -m api.admin create-key EMAIL [--name NAME]      prints the key once
     python -m api.admin revoke-key KEY_ID
+    python -m api.admin set-limits EMAIL [--uploads-per-minute N] [--max-active-jobs N]
+                                   [--bytes-per-day N]      per-user quotas ("default" resets)
     python -m api.admin list-users                          users with their keys
 
 It uses the same V2M_* settings (database URL) as the API and applies migrations first.
@@ -21,6 +23,18 @@ from shared.config import get_settings
 from shared.db import make_engine, migrate
 from shared.errors import AppError
 from shared.models import ApiKey, User
+
+_UNCHANGED = object()
+
+
+def _limit(text: str) -> int | None:
+    """A positive whole number, or 'default' to fall back to the settings' default."""
+    if text == "default":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("limits are whole numbers of at least 1, or 'default'")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     create_key.add_argument("--name", default="default")
     revoke = sub.add_parser("revoke-key", help="revoke an API key by id")
     revoke.add_argument("key_id")
+    limits = sub.add_parser("set-limits", help="set a user's quotas (or 'default')")
+    limits.add_argument("email")
+    for flag in ("--uploads-per-minute", "--max-active-jobs", "--bytes-per-day"):
+        limits.add_argument(flag, type=_limit, default=_UNCHANGED)
     sub.add_parser("list-users", help="list accounts and their keys")
     args = parser.parse_args(argv)
 
@@ -64,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
                 record, key = users.create_api_key(session=session, user=user, name=args.name)
                 print(f"key id {record.id} for {user.email} ({record.name}); shown only now:")
                 print(key)
+            elif args.command == "set-limits":
+                user = users.require_user(session=session, email=args.email)
+                for field in ("uploads_per_minute", "max_active_jobs", "bytes_per_day"):
+                    value = getattr(args, field)
+                    if value is not _UNCHANGED:
+                        setattr(user, field, value)
+                session.add(user)
+                session.commit()
+                print(
+                    f"limits for {user.email}: uploads/minute={user.uploads_per_minute or 'default'} "
+                    f"active jobs={user.max_active_jobs or 'default'} bytes/day={user.bytes_per_day or 'default'}"
+                )
             elif args.command == "revoke-key":
                 record = users.revoke_api_key(session=session, key_id=args.key_id)
                 print(f"revoked key {record.id} ({record.name})")

@@ -321,6 +321,32 @@ def test_admin_cli_creates_lists_and_revokes(
         listing = capsys.readouterr().out
         assert "ada@example.com" in listing and "revoked" in listing
         assert admin.main(["create-user", "ada@example.com", "--no-password"]) == 1  # exists
+        assert (
+            admin.main(
+                [
+                    "set-limits",
+                    "ada@example.com",
+                    "--uploads-per-minute",
+                    "5",
+                    "--bytes-per-day",
+                    "1000",
+                ]
+            )
+            == 0
+        )
+        with Session(engine) as session:
+            ada = users.require_user(session=session, email="ada@example.com")
+            assert (ada.uploads_per_minute, ada.max_active_jobs, ada.bytes_per_day) == (
+                5,
+                None,
+                1000,
+            )
+        assert admin.main(["set-limits", "ada@example.com", "--uploads-per-minute", "default"]) == 0
+        with Session(engine) as session:
+            assert (
+                users.require_user(session=session, email="ada@example.com").uploads_per_minute
+                is None
+            )
         engine.dispose()
     finally:
         get_settings.cache_clear()
