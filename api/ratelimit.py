@@ -31,16 +31,19 @@ def check_upload(*, session: Session, user: User, settings: Settings, size_bytes
         if user.uploads_per_minute is not None
         else settings.uploads_per_minute
     )
-    count, _, oldest = jobs.uploads_since(session=session, owner_id=user.id, since=now - MINUTE)
-    if count >= per_minute:
+    usage = jobs.upload_usage(
+        session=session, owner_id=user.id, recent_since=now - MINUTE, window_since=now - DAY
+    )
+    if usage.recent_count >= per_minute:
+        oldest = usage.recent_oldest
         wait = (oldest + MINUTE - now).total_seconds() if oldest else 60
         raise RateLimitError(
             f"You can start {per_minute} uploads a minute; try again in {math.ceil(wait)} s.",
             retry_after_s=math.ceil(wait),
         )
     per_day = user.bytes_per_day if user.bytes_per_day is not None else settings.bytes_per_day
-    _, used, oldest_today = jobs.uploads_since(session=session, owner_id=user.id, since=now - DAY)
-    if used + size_bytes > per_day:
+    if usage.window_bytes + size_bytes > per_day:
+        oldest_today = usage.window_oldest
         wait = (oldest_today + DAY - now).total_seconds() if oldest_today else DAY.total_seconds()
         raise RateLimitError(
             "This upload would pass your daily volume; try again later.",

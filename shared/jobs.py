@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, case, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -170,16 +171,29 @@ def list_jobs(
 # --------------------------------------------------------------------------- usage
 
 
-def uploads_since(
-    *, session: Session, owner_id: str, since: datetime
-) -> tuple[int, int, datetime | None]:
-    """(count, bytes, oldest created_at) of an owner's uploads created after ``since``."""
+@dataclass(frozen=True)
+class UploadUsage:
+    recent_count: int  # uploads created after `recent_since`
+    recent_oldest: datetime | None
+    window_bytes: int  # bytes of uploads created after `window_since`
+    window_oldest: datetime | None
+
+
+def upload_usage(
+    *, session: Session, owner_id: str, recent_since: datetime, window_since: datetime
+) -> UploadUsage:
+    """An owner's recent uploads (for a per-minute limit) and a longer window's bytes (for a
+    daily volume), in one query over the (owner_id, created_at) index."""
+    recent = col(Upload.created_at) > recent_since
     row = session.exec(
         select(
-            func.count(), func.coalesce(func.sum(Upload.size_bytes), 0), func.min(Upload.created_at)
-        ).where(Upload.owner_id == owner_id, col(Upload.created_at) > since)
+            func.count(case((recent, 1))),
+            func.min(case((recent, Upload.created_at))),
+            func.coalesce(func.sum(Upload.size_bytes), 0),
+            func.min(Upload.created_at),
+        ).where(Upload.owner_id == owner_id, col(Upload.created_at) > window_since)
     ).one()
-    return int(row[0]), int(row[1]), as_utc(row[2])
+    return UploadUsage(int(row[0]), as_utc(row[1]), int(row[2]), as_utc(row[3]))
 
 
 def active_jobs(*, session: Session, owner_id: str) -> int:

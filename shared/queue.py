@@ -15,7 +15,6 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pika
 import pika.exceptions
@@ -182,9 +181,3 @@ class Publisher:
                     conn.close()
             except Exception:  # closing a broken connection may fail in any way
                 pass
-
-
-def queue_depth(channel: BlockingChannel, queue: str) -> int:
-    """Ready messages in ``queue`` (a passive declare)."""
-    result: Any = channel.queue_declare(queue=queue, passive=True)
-    return int(result.method.message_count)

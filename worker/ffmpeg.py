@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import MediaError, StorageError, TranscodeError, TransientTranscodeError
+from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import JobOptions
 from worker import metrics
 
@@ -415,17 +415,3 @@ def resource_limits(*, cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
 def _lines(stream: Iterable[bytes]) -> Iterable[str]:
     for raw in stream:
         yield raw.decode("utf-8", "replace")
-
-
-__all__ = [
-    "AudioStream",
-    "ProbeResult",
-    "TranscodeError",
-    "can_stream_copy",
-    "parse_probe",
-    "parse_progress_line",
-    "probe",
-    "progress_percent",
-    "run_transcode",
-    "transcode_argv",
-]
