@@ -27,14 +27,22 @@ class Run:
 
 def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[str]:
     """ffmpeg exactly as the worker runs it (same argv builder), on the local file."""
-    probe = ffmpeg.probe("ffprobe", str(inp.path))
-    return ffmpeg.transcode_argv("ffmpeg", str(inp.path), str(out), probe, options or JobOptions())
+    options = options or JobOptions()
+    return ffmpeg.transcode_argv(
+        "ffmpeg",
+        str(inp.path),
+        str(out),
+        options,
+        stream_copy=ffmpeg.can_stream_copy(inp.path.name, options),
+    )
 
 
 def run_bare(argv: list[str]) -> Run:
     """One ffmpeg run: wall time from spawn to exit, and its peak RSS (from wait4)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -277,7 +277,7 @@ class Sampler:
                     worker = int(statm.read().split()[1]) * self.page
             except OSError:
                 continue
-            children = sum(_hwm(pid) for pid in self._children())
+            children = sum(_hwm(pid) for pid in self._children() if _has_exec(pid, self.pid))
             self.worker_peak = max(self.worker_peak, worker)
             self.children_peak = max(self.children_peak, children)
             self.sum_peak = max(self.sum_peak, worker + children)
@@ -286,6 +286,16 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+
+
+def _has_exec(pid: int, parent: int) -> bool:
+    """True once a child runs its own program. Between fork and exec a child is a copy
+    of the worker sharing its pages, and its VmHWM repeats the worker's peak: counted,
+    it would add the worker's memory twice."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe") != os.readlink(f"/proc/{parent}/exe")
+    except OSError:
+        return False
 
 
 def _hwm(pid: int) -> int:

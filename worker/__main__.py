@@ -1,10 +1,16 @@
-"""`python -m worker`: settings, logging, signals, bucket and tables, consume."""
+"""`python -m worker`: settings, logging, signals, bucket and tables, consume.
+
+The worker keeps its own memory small (issue 8, docs/PERFORMANCE.md): migrations run in a
+child process (`python -m shared.migrate`), so Alembic never loads here, and storage is
+the stdlib S3 client in shared/s3lite.py rather than boto3.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -13,11 +19,11 @@ from types import FrameType
 import structlog
 
 from shared.config import get_settings
-from shared.db import make_engine, migrate
+from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.procs import pid_alive
 from shared.queue import Publisher
-from shared.storage import Storage
+from shared.s3lite import S3Lite
 from worker.consumer import Consumer
 from worker.handlers import TMP_PREFIX, JobContext, process_message
 from worker.metrics import serve_health
@@ -43,13 +49,29 @@ def remove_stale_temp_dirs(tmp_dir: str | None) -> int:
     return removed
 
 
+def migrate_in_child() -> int:
+    """Bring the schema to head in a child process and wait for it; its exit status.
+
+    Same effect as shared.db.migrate(engine) here, but Alembic's imports and the migration
+    scripts live and die in the child instead of staying in the worker's memory.
+    """
+    return subprocess.run([sys.executable, "-m", "shared.migrate"], check=False).returncode
+
+
 def main() -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     log = structlog.get_logger("worker")
+    status = migrate_in_child()
+    if status != 0:
+        log.error(
+            "migration_failed",
+            exit_status=status,
+            hint="`python -m shared.migrate` could not bring the schema to head; see its log above",
+        )
+        return 1
     engine = make_engine(settings)
-    migrate(engine)
-    storage = Storage(settings)
+    storage = S3Lite(settings)
     if settings.s3_create_bucket:
         storage.ensure_bucket()
     removed = remove_stale_temp_dirs(settings.tmp_dir)
@@ -57,7 +79,8 @@ def main() -> int:
         log.info("stale_temp_dirs_removed", count=removed)
 
     ctx = JobContext(settings=settings, engine=engine, storage=storage)
-    consumer = Consumer(settings, lambda body: process_message(body, ctx))
+    consumer = Consumer(settings, lambda body: process_message(body, ctx), stop=ctx.stopping)
+    ctx.slots.on_release = consumer.slot_released
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if consumer.stopping:

@@ -1,4 +1,9 @@
-"""RabbitMQ consumer: prefetch = concurrency, jobs on worker threads, acks on the I/O thread.
+"""RabbitMQ consumer: jobs on worker threads, acks on the I/O thread.
+
+Prefetch is the concurrency, plus one for each job whose ffmpeg has exited but which is
+still uploading its MP3 and recording the result (``worker.handlers.Slots``): the next
+encode starts while that finishes, and a worker that hangs mid-encode holds no more
+messages than it is running, so the reaper's re-dispatch goes to a live worker.
 
 ffmpeg runs in a thread pool so that pika's BlockingConnection keeps servicing
 heartbeats on the main thread; results come back through
@@ -37,13 +42,19 @@ Handler = Callable[[bytes], Outcome]
 
 
 class Consumer:
-    def __init__(self, settings: Settings, handler: Handler) -> None:
+    def __init__(
+        self, settings: Settings, handler: Handler, stop: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.handler = handler
         self.pool = ThreadPoolExecutor(
-            max_workers=settings.worker_concurrency, thread_name_prefix="job"
+            max_workers=2 * settings.worker_concurrency, thread_name_prefix="job"
         )
-        self._stop = threading.Event()
+        # Shared with the handler (JobContext.stopping): a job still waiting for an
+        # ffmpeg slot when the worker stops is given back instead of started.
+        self._stop = stop or threading.Event()
+        self._post: set[int] = set()  # delivery tags of jobs past their ffmpeg run
+        self._current = threading.local()  # the delivery tag a pool thread works on
         self._in_flight: set[Future[Outcome]] = set()
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -64,6 +75,34 @@ class Consumer:
     @property
     def busy(self) -> int:
         return len(self._in_flight)
+
+    @property
+    def prefetch(self) -> int:
+        return self.settings.worker_concurrency + len(self._post)
+
+    def slot_released(self) -> None:
+        """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
+        tag, conn = getattr(self._current, "tag", None), self._conn
+        if tag is None or conn is None:
+            return
+        try:
+            conn.add_callback_threadsafe(functools.partial(self._set_post, tag, True))
+        except Exception:  # connection gone: nothing to widen
+            pass
+
+    def _set_post(self, tag: int, post: bool) -> None:
+        """Runs on the I/O thread."""
+        before = self.prefetch
+        if post:
+            self._post.add(tag)
+        else:
+            self._post.discard(tag)
+        channel = self._channel
+        if self.prefetch != before and channel is not None and channel.is_open:
+            try:
+                channel.basic_qos(prefetch_count=self.prefetch)
+            except (pika.exceptions.AMQPError, OSError):
+                log.warning("prefetch_change_failed", exc_info=True)
 
     # ------------------------------------------------------------------ main loop
 
@@ -88,17 +127,18 @@ class Consumer:
         self._channel = channel
         self._names = declare_topology(channel, self.settings)
         channel.confirm_delivery()
-        channel.basic_qos(prefetch_count=self.settings.worker_concurrency)
+        self._post.clear()
+        channel.basic_qos(prefetch_count=self.prefetch)
         self._consumer_tag = channel.basic_consume(self._names.main, self._on_message)
         self.connected.set()
-        log.info("consuming", queue=self._names.main, prefetch=self.settings.worker_concurrency)
+        log.info("consuming", queue=self._names.main, prefetch=self.prefetch)
         while not self._stop.is_set():
             self._conn.process_data_events(time_limit=0.5)
 
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, _props: BasicProperties, body: bytes
     ) -> None:
-        future = self.pool.submit(self.handler, body)
+        future = self.pool.submit(self._handle, method.delivery_tag, body)
         self._in_flight.add(future)
         conn = self._conn
         assert conn is not None
@@ -118,6 +158,13 @@ class Consumer:
 
         future.add_done_callback(done)
 
+    def _handle(self, tag: int, body: bytes) -> Outcome:
+        self._current.tag = tag
+        try:
+            return self.handler(body)
+        finally:
+            self._current.tag = None
+
     def _settle(
         self,
         channel: BlockingChannel,
@@ -128,6 +175,8 @@ class Consumer:
     ) -> None:
         """Runs on the I/O thread."""
         self._in_flight.discard(fut)
+        if tag in self._post and channel is self._channel:
+            self._set_post(tag, False)
         if not channel.is_open:
             return  # unacked messages of a closed channel are redelivered by the broker
         try:

@@ -1,6 +1,9 @@
-"""ffprobe and ffmpeg as subprocesses: argv builders, progress parsing, error mapping.
+"""ffmpeg as a subprocess: argv builder, input description, progress, error mapping.
 
-ffmpeg reads the input straight from storage over HTTP (range requests let it seek, so a
+One ffmpeg run per job: it describes its input on stderr (format, duration, audio
+streams), which the worker reads as it goes instead of running ffprobe first; limits
+are enforced from that description and ffmpeg is stopped as soon as one is passed.
+ffprobe remains for the rare MP3 without a Xing header. ffmpeg reads the input straight from storage over HTTP (range requests let it seek, so a
 moov-at-end MP4 works) and writes the MP3 to a seekable local file so the muxer can go
 back and write the Xing/LAME header with the true duration.
 """
@@ -8,6 +11,7 @@ back and write the Xing/LAME header with the true duration.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -15,11 +19,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import MediaError, StorageError, TransientTranscodeError
+from shared.errors import AppError, MediaError, StorageError, TransientTranscodeError
 from shared.models import JobOptions
 from worker import metrics
 
@@ -75,7 +79,7 @@ ALLOWED_DEMUXERS = (
     "mpa",
 )
 FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
-MP3_SAMPLE_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
+MP3_SUFFIXES = (".mp3", ".mpga")
 STDERR_TAIL_LINES = 20
 
 
@@ -185,6 +189,12 @@ def probe(
     return result
 
 
+class CopyNotPossible(MediaError):
+    """A stream copy was tried on audio that is not MP3 (a misnamed file): convert instead."""
+
+    code = "copy_not_possible"
+
+
 def _is_storage_problem(stderr: str) -> bool:
     markers = (
         "Connection refused",
@@ -214,47 +224,48 @@ def classify_failure(returncode: int, stderr: str, *, stage: str) -> Exception:
         return TransientTranscodeError(
             f"The {stage} process was stopped by a signal.", detail=detail
         )
+    if "matches no streams" in stderr:
+        return MediaError("The file has no audio track to convert.", code="no_audio_stream")
+    if "Exactly one MP3 audio stream is required" in stderr:
+        return CopyNotPossible("The input's audio is not MP3.", detail=detail)
     if _is_storage_problem(stderr):
         return StorageError("The input could not be read from storage.", detail=detail)
     return MediaError("The file could not be read as audio or video.", detail=detail)
 
 
-def output_sample_rate(source_rate: int, requested: int | None) -> int | None:
-    """None keeps the source rate; rates MP3 cannot carry go to 44.1 or 48 kHz."""
-    if requested is not None:
-        return requested
-    if source_rate in MP3_SAMPLE_RATES:
-        return None
-    return 44100 if source_rate and source_rate % 11025 == 0 else 48000
+def can_stream_copy(input_key: str, options: JobOptions) -> bool:
+    """Try a stream copy when nothing was asked and the upload is named as an MP3.
 
-
-def output_channels(source_channels: int, requested: int | None) -> int | None:
-    if requested is not None:
-        return requested
-    if source_channels > 2 or source_channels <= 0:
-        return 2
-    return None
-
-
-def can_stream_copy(probe_result: ProbeResult, options: JobOptions) -> bool:
-    return options.is_default and probe_result.first_audio.codec == "mp3"
+    Decided before ffmpeg starts, from the name alone: a misnamed file makes the copy
+    fail fast with `CopyNotPossible`, and the handler converts it instead.
+    """
+    return options.is_default and input_key.lower().endswith(MP3_SUFFIXES)
 
 
 def transcode_argv(
     ffmpeg: str,
     input_url: str,
     output_path: str,
-    probe_result: ProbeResult,
     options: JobOptions,
+    *,
+    stream_copy: bool = False,
     max_output_bytes: int | None = None,
 ) -> list[str]:
+    """One ffmpeg run that reads (and describes) the input and writes the MP3.
+
+    Sample rates and channel layouts MP3 cannot carry are left to ffmpeg's format
+    negotiation with the encoder: 5.1 becomes stereo, 96 kHz the nearest rate LAME
+    takes (48 kHz), mono stays mono.
+    """
     argv = [
         ffmpeg,
         "-hide_banner",
         "-nostdin",
         "-nostats",
+        # info: the input's description (format, duration, streams) replaces a separate
+        # ffprobe run; the level prefix tells it from warnings and errors.
         "-loglevel",
-        "error",
+        "level+info",
         "-y",
         "-protocol_whitelist",
         protocol_whitelist(input_url),
@@ -271,21 +282,18 @@ def transcode_argv(
             "10",
         ]
     argv += ["-i", input_url, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "0"]
-    if can_stream_copy(probe_result, options):
+    if stream_copy:
         argv += ["-c:a", "copy"]
     else:
-        audio = probe_result.first_audio
         argv += ["-c:a", "libmp3lame"]
         if options.bitrate_kbps is not None:
             argv += ["-b:a", f"{options.bitrate_kbps}k"]
         else:
             argv += ["-q:a", str(options.quality if options.quality is not None else 2)]
-        rate = output_sample_rate(audio.sample_rate, options.sample_rate_hz)
-        if rate is not None:
-            argv += ["-ar", str(rate)]
-        channels = output_channels(audio.channels, options.channels)
-        if channels is not None:
-            argv += ["-ac", str(channels)]
+        if options.sample_rate_hz is not None:
+            argv += ["-ar", str(options.sample_rate_hz)]
+        if options.channels is not None:
+            argv += ["-ac", str(options.channels)]
     argv += [
         "-id3v2_version",
         "3",
@@ -299,6 +307,128 @@ def transcode_argv(
     if max_output_bytes:
         argv += ["-fs", str(max_output_bytes)]
     return [*argv, output_path]
+
+
+# ------------------------------------------------------------------ the input's description
+
+_LEVEL = re.compile(r"\[(panic|fatal|error|warning|info|verbose|debug|trace)\] ")
+_INPUT = re.compile(r"^Input #0, (.+?), from ")
+_DURATION = re.compile(
+    r"^  Duration: (?:(\d+):(\d\d):(\d\d(?:\.\d+)?)|N/A), .*bitrate: (?:(\d+) kb/s|N/A)"
+)
+_STREAM = re.compile(r"^  Stream #0:(\d+)[^:]*: (Audio|Video|Subtitle|Data|Attachment): (.*)$")
+_DISPOSITION = re.compile(
+    r"(?: \((?:default|forced|dub|original|comment|lyrics|karaoke|"
+    r"hearing impaired|visual impaired|clean effects|attached pic|captions|descriptions|"
+    r"metadata|dependent|still image)\))+$"
+)
+_LAYOUT_CHANNELS = {
+    "mono": 1,
+    "stereo": 2,
+    "2.1": 3,
+    "3.0": 3,
+    "3.0(back)": 3,
+    "4.0": 4,
+    "quad": 4,
+    "quad(side)": 4,
+    "3.1": 4,
+    "5.0": 5,
+    "5.0(side)": 5,
+    "4.1": 5,
+    "5.1": 6,
+    "5.1(side)": 6,
+    "6.0": 6,
+    "6.1": 7,
+    "7.0": 7,
+    "7.1": 8,
+    "7.1(wide)": 8,
+    "octagonal": 8,
+    "downmix": 2,
+}
+# Lines a user's own metadata cannot forge: ffmpeg prints a value's extra lines without
+# the level prefix, and its keys four spaces in, so "[info]   Stream" is always ffmpeg's.
+_HEADER_END = ("Stream mapping:", "Output #0")
+
+
+def split_level(line: str) -> tuple[str | None, str]:
+    """(level, message) of a ``-loglevel level+…`` line; (None, line) when unprefixed."""
+    match = _LEVEL.search(line)
+    if match is None:
+        return None, line
+    return match.group(1), line[match.end() :]
+
+
+def _audio_stream(index: int, description: str) -> AudioStream:
+    # "aac (LC) (mp4a / 0x6134706D), 44100 Hz, 5.1, fltp, 172 kb/s (default)"
+    parts = [_DISPOSITION.sub("", p.strip()) for p in description.split(", ")]
+    codec = parts[0].split(" ", 1)[0] if parts else "unknown"
+    rate = channels = 0
+    bit_rate = None
+    for part in parts[1:]:
+        if part.endswith(" Hz") and part[:-3].isdigit():
+            rate = int(part[:-3])
+        elif part in _LAYOUT_CHANNELS:
+            channels = _LAYOUT_CHANNELS[part]
+        elif part.endswith(" channels") and part.split(" ", 1)[0].isdigit():
+            channels = int(part.split(" ", 1)[0])
+        elif part.endswith(" kb/s") and part.split(" ", 1)[0].isdigit():
+            bit_rate = int(part.split(" ", 1)[0]) * 1000
+        if channels == 0 and "(" in part and part.split("(", 1)[0] in _LAYOUT_CHANNELS:
+            channels = _LAYOUT_CHANNELS[part.split("(", 1)[0]]
+    return AudioStream(
+        index=index, codec=codec, channels=channels, sample_rate=rate, bit_rate=bit_rate
+    )
+
+
+class InputHeader:
+    """Reads ffmpeg's description of its input from stderr, line by line.
+
+    ffmpeg prints it after opening the input and before converting anything, so the
+    worker learns the format, duration and audio streams from the conversion itself
+    instead of a separate ffprobe run over the network.
+    """
+
+    def __init__(self) -> None:
+        self.format_name = ""
+        self.duration_s: float | None = None
+        self.bit_rate: int | None = None
+        self.audio: list[AudioStream] = []
+        self.has_video = False
+        self.complete = False
+
+    def feed(self, level: str | None, message: str) -> bool:
+        """Take one line; True once the header is complete (on the line that ends it)."""
+        if self.complete or level != "info":
+            return False
+        if match := _INPUT.match(message):
+            self.format_name = match.group(1)
+        elif match := _DURATION.match(message):
+            hours, minutes, seconds, kbps = match.groups()
+            if hours is not None:
+                self.duration_s = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            self.bit_rate = int(kbps) * 1000 if kbps else None
+        elif match := _STREAM.match(message):
+            kind = match.group(2)
+            if kind == "Audio":
+                self.audio.append(_audio_stream(int(match.group(1)), match.group(3)))
+            elif kind == "Video" and "attached pic" not in match.group(3):
+                self.has_video = True
+        elif message.startswith(_HEADER_END) and self.format_name:
+            self.complete = True
+            return True
+        return False
+
+    def result(self) -> ProbeResult:
+        audio = self.audio
+        if not self.has_video and self.duration_s is not None:
+            # Audio only: the container's duration is the audio's (used to spot cut-off files).
+            audio = [replace(stream, duration_s=self.duration_s) for stream in audio]
+        return ProbeResult(
+            format_name=self.format_name,
+            duration_s=self.duration_s,
+            bit_rate=self.bit_rate,
+            audio=list(audio),
+        )
 
 
 def parse_progress_line(line: str) -> float | None:
@@ -319,19 +449,28 @@ def progress_percent(out_time_s: float, duration_s: float | None) -> int | None:
     return max(0, min(99, int(out_time_s * 100 / duration_s)))
 
 
+@dataclass(frozen=True)
+class Transcoded:
+    input: ProbeResult  # what ffmpeg said of its input
+    stderr_tail: list[str]  # its last warnings and errors
+
+
 def run_transcode(
     argv: list[str],
     *,
-    duration_s: float | None,
     on_progress: Callable[[int], None],
     timeout_s: float,
+    on_input: Callable[[ProbeResult], None] | None = None,
+    max_duration_s: float | None = None,
     progress_interval_s: float = 1.0,
     preexec_fn: Callable[[], None] | None = None,
-) -> list[str]:
+) -> Transcoded:
     """Run ffmpeg, reporting progress at most once per interval.
 
-    Returns the last lines ffmpeg wrote to stderr (for truncation checks and logs);
-    raises on failure.
+    ``on_input`` is called with the input's description as soon as ffmpeg prints it; an
+    AppError it raises stops ffmpeg and is raised here (that is how input limits are
+    enforced without a separate probe). Output past ``max_duration_s`` stops it too, for
+    inputs whose header gives no duration or a wrong one.
     """
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -341,21 +480,39 @@ def run_transcode(
         stderr=subprocess.PIPE,
         preexec_fn=preexec_fn,
     )
+    header = InputHeader()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    stopped_by: list[AppError] = []
     assert proc.stdout is not None and proc.stderr is not None
     err_stream = proc.stderr
 
+    def stop(error: AppError) -> None:
+        stopped_by.append(error)
+        proc.kill()
+
     def drain_stderr() -> None:
         for raw in iter(err_stream.readline, b""):
-            stderr_tail.append(raw.decode("utf-8", "replace").rstrip()[:300])
+            line = raw.decode("utf-8", "replace").rstrip()
+            level, message = split_level(line)
+            if level == "info":
+                if header.feed(level, message) and on_input is not None and not stopped_by:
+                    try:
+                        on_input(header.result())
+                    except AppError as exc:
+                        stop(exc)
+            elif level is not None or not header.format_name or header.complete:
+                # Unprefixed lines inside the header continue a metadata value: not ours.
+                stderr_tail.append(line[:300])
 
     err_thread = threading.Thread(target=drain_stderr, daemon=True)
     err_thread.start()
-    timed_out = threading.Event()
 
     def kill_on_timeout() -> None:
-        timed_out.set()
-        proc.kill()
+        stop(
+            TransientTranscodeError(
+                "The conversion took longer than the time limit.", code="timeout"
+            )
+        )
 
     timer = threading.Timer(timeout_s, kill_on_timeout)
     timer.daemon = True
@@ -367,9 +524,11 @@ def run_transcode(
             out_time = parse_progress_line(line)
             if out_time is None:
                 continue
+            if max_duration_s and out_time > max_duration_s and not stopped_by:
+                stop(too_long(out_time, max_duration_s))
             now = time.monotonic()
             if now - last_report >= progress_interval_s:
-                percent = progress_percent(out_time, duration_s)
+                percent = progress_percent(out_time, header.duration_s)
                 if percent is not None:
                     on_progress(percent)
                     last_report = now
@@ -381,14 +540,20 @@ def run_transcode(
             proc.wait()
         err_thread.join(timeout=5)
     metrics.record_exit("ffmpeg", returncode)
-    if timed_out.is_set():
-        raise TransientTranscodeError(
-            "The conversion took longer than the time limit.", code="timeout"
-        )
+    if stopped_by:
+        raise stopped_by[0]
     if returncode != 0:
         raise classify_failure(returncode, "\n".join(stderr_tail), stage="ffmpeg")
-    metrics.record_transcode(duration_s, time.monotonic() - started)
-    return list(stderr_tail)
+    metrics.record_transcode(header.duration_s, time.monotonic() - started)
+    return Transcoded(input=header.result(), stderr_tail=list(stderr_tail))
+
+
+def too_long(duration_s: float, limit_s: float) -> MediaError:
+    return MediaError(
+        f"The file is {duration_s / 3600:.1f} hours long; the longest accepted is "
+        f"{limit_s / 3600:.1f} hours.",
+        code="media_too_long",
+    )
 
 
 # What ffmpeg says when the input stops before its container says it should.

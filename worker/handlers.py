@@ -1,4 +1,4 @@
-"""process_job(): probe → transcode → upload → mark done, and what to do on failure.
+"""process_job(): transcode (one ffmpeg run) → check → upload → mark done, and what to do on failure.
 
 The handler never acks or publishes itself (pika objects live on the consumer's I/O
 thread); it returns an Outcome that the consumer carries out there.
@@ -12,9 +12,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from shared.config import Settings
 from shared.errors import AppError, MediaError, TransientTranscodeError
 from shared.models import TERMINAL_STATUSES, Job, JobOptions
 from shared.queue import JobMessage, backoff_ms
-from shared.storage import Storage
+from shared.s3lite import WorkerStorage
 from worker import ffmpeg, metrics, mp3info, timing
 
 log = structlog.get_logger("worker")
@@ -56,11 +56,59 @@ def output_key(job_id: str, owner_id: str | None = None) -> str:
     return f"outputs/{owner_id}/{job_id}.mp3" if owner_id else f"outputs/{job_id}.mp3"
 
 
+class Slots:
+    """At most ``concurrency`` ffmpeg runs at once in this worker.
+
+    A job gives its slot back as soon as its ffmpeg exits, before it uploads the MP3 and
+    records the result; ``on_release`` (set by the consumer) then lets one more message
+    in, so the next encode overlaps that work instead of waiting for it. A wait for a
+    slot that ends because the worker is stopping gives the message back untouched.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self._sem = threading.BoundedSemaphore(concurrency)
+        self.on_release: Callable[[], None] | None = None
+
+    @contextmanager
+    def take(self, stopping: threading.Event) -> Iterator[Slot | None]:
+        while not self._sem.acquire(timeout=0.1):
+            if stopping.is_set():
+                yield None
+                return
+        slot = Slot(self)
+        try:
+            yield None if stopping.is_set() else slot
+        finally:
+            slot.release(early=False)
+
+
+class Slot:
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self, *, early: bool = True) -> None:
+        """Idempotent: released as soon as ffmpeg exits, and again (no-op) at the end."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+            self._slots._sem.release()
+        if early and self._slots.on_release is not None:
+            self._slots.on_release()
+
+
 @dataclass
 class JobContext:
     settings: Settings
     engine: Engine
-    storage: Storage
+    storage: WorkerStorage
+    stopping: threading.Event = field(default_factory=threading.Event)
+    slots: Slots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = Slots(self.settings.worker_concurrency)
 
 
 def process_message(body: bytes, ctx: JobContext) -> Outcome:
@@ -80,6 +128,14 @@ def process_message(body: bytes, ctx: JobContext) -> Outcome:
 
 
 def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
+    with ctx.slots.take(ctx.stopping) as slot:
+        if slot is None:
+            log.info("stopping_job_not_started")
+            return Outcome(Action.REQUEUE)
+        return run_job(message, ctx, slot)
+
+
+def run_job(message: JobMessage, ctx: JobContext, slot: Slot) -> Outcome:
     timing.start()
     with Session(ctx.engine, expire_on_commit=False) as session:
         existing = session.get(Job, message.job_id)
@@ -111,6 +167,7 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
                 ctx,
                 token=token,
                 key=output_key(job.id, job.owner_id),
+                slot=slot,
             )
     except AppError as exc:
         return handle_failure(exc, job.id, job.attempts, ctx, started, token=token)
@@ -225,20 +282,11 @@ def lease(ctx: JobContext, job_id: str, token: str | None) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def probe_input(input_url: str, input_key: str, ctx: JobContext) -> ffmpeg.ProbeResult:
-    """ffprobe the input, telling a cut-off MP4 (ftyp but no moov) from a file that is not media."""
-    try:
-        return ffmpeg.probe(ctx.settings.ffprobe_bin, input_url)
-    except MediaError as exc:
-        if exc.detail and "moov atom not found" in exc.detail:
-            head = ctx.storage.read_head(input_key, 12)
-            if head[4:8] == b"ftyp":
-                raise MediaError(
-                    "The upload is incomplete: the file was cut off before its end.",
-                    code="input_truncated",
-                    detail=exc.detail,
-                ) from exc
-        raise
+def is_truncated_mp4(error: MediaError, input_key: str, ctx: JobContext) -> bool:
+    """A cut-off MP4 (ftyp, but no moov) rather than a file that is not media at all."""
+    if not (error.detail and "moov atom not found" in error.detail):
+        return False
+    return ctx.storage.read_head(input_key, 12)[4:8] == b"ftyp"
 
 
 def check_input_limits(probe: ffmpeg.ProbeResult, settings: Settings) -> None:
@@ -246,11 +294,7 @@ def check_input_limits(probe: ffmpeg.ProbeResult, settings: Settings) -> None:
         raise MediaError("The file has no audio track to convert.", code="no_audio_stream")
     limit = settings.max_media_duration_s
     if probe.duration_s and probe.duration_s > limit:
-        raise MediaError(
-            f"The file is {probe.duration_s / 3600:.1f} hours long; the longest accepted is "
-            f"{limit / 3600:.1f} hours.",
-            code="media_too_long",
-        )
+        raise ffmpeg.too_long(probe.duration_s, limit)
 
 
 def check_output(
@@ -267,7 +311,8 @@ def check_output(
         raise MediaError(
             "The MP3 would be larger than the largest output allowed.", code="output_too_large"
         )
-    expected = probe.first_audio.duration_s if probe.format_name.startswith("mov") else None
+    mov = probe.format_name.startswith("mov") and probe.audio
+    expected = probe.first_audio.duration_s if mov else None
     got = result.duration_s or 0.0
     if ffmpeg.looks_truncated(stderr_tail) or (
         expected and got < expected - max(1.0, 0.02 * expected)
@@ -286,55 +331,43 @@ def convert(
     ctx: JobContext,
     token: str | None = None,
     key: str | None = None,
+    slot: Slot | None = None,
 ) -> ConvertResult:
-    """Probe, transcode to a temp file, probe the result, upload. Temp dir always removed."""
+    """One ffmpeg run (it describes the input as it reads it), check, upload.
+
+    The temp dir, which only ever holds the MP3, is always removed.
+    """
     settings = ctx.settings
     input_url = ctx.storage.presign_internal_get(input_key, expires_s=settings.input_url_expires_s)
-    probe = probe_input(input_url, input_key, ctx)
-    check_input_limits(probe, settings)
-    timing.mark("probe")
-    log.info(
-        "input_probed",
-        format=probe.format_name,
-        media_s=probe.duration_s,
-        codec=probe.first_audio.codec,
-        channels=probe.first_audio.channels,
-    )
     workdir = Path(
         tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{job_id}-", dir=settings.tmp_dir)
     )
     try:
         out_path = workdir / "out.mp3"
-        argv = ffmpeg.transcode_argv(
-            settings.ffmpeg_bin,
-            input_url,
-            str(out_path),
-            probe,
-            options,
-            max_output_bytes=settings.max_output_bytes,
-        )
-
-        def report(percent: int) -> None:
-            with Session(ctx.engine) as session:
-                jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
-
-        stderr_tail = ffmpeg.run_transcode(
-            argv,
-            duration_s=probe.duration_s,
-            on_progress=report,
-            timeout_s=settings.job_timeout_s,
-            progress_interval_s=settings.progress_interval_s,
-            preexec_fn=ffmpeg.resource_limits(
-                cpu_seconds=int(settings.job_timeout_s) + 60,
-                memory_mb=settings.ffmpeg_memory_limit_mb,
-            ),
-        )
+        stream_copy = ffmpeg.can_stream_copy(input_key, options)
+        try:
+            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+        except ffmpeg.CopyNotPossible:
+            log.info("stream_copy_not_possible")  # named .mp3, but the audio is not MP3
+            stream_copy = False
+            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+        except MediaError as exc:
+            if is_truncated_mp4(exc, input_key, ctx):
+                raise MediaError(
+                    "The upload is incomplete: the file was cut off before its end.",
+                    code="input_truncated",
+                    detail=exc.detail,
+                ) from exc
+            raise
+        finally:
+            if slot is not None:
+                slot.release()  # the next job's ffmpeg may start while this one uploads
         timing.mark("transcode")
         # The MP3's own Xing/Info header says what ffprobe would, without another process.
         result = mp3info.read_xing(out_path) or ffmpeg.probe(
             settings.ffprobe_bin, str(out_path), restrict_formats=False
         )
-        check_output(probe, result, stderr_tail, out_path.stat().st_size, settings)
+        check_output(run.input, result, run.stderr_tail, out_path.stat().st_size, settings)
         timing.mark("check")
         key = key or output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
@@ -345,7 +378,55 @@ def convert(
             size_bytes=out_path.stat().st_size,
             duration_s=round(result.duration_s or 0.0, 3),
             bitrate_kbps=round(bitrate / 1000) if bitrate else None,
-            stream_copy=ffmpeg.can_stream_copy(probe, options),
+            stream_copy=stream_copy,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def transcode(
+    input_url: str,
+    out_path: Path,
+    options: JobOptions,
+    ctx: JobContext,
+    job_id: str,
+    token: str | None,
+    stream_copy: bool,
+) -> ffmpeg.Transcoded:
+    settings = ctx.settings
+    argv = ffmpeg.transcode_argv(
+        settings.ffmpeg_bin,
+        input_url,
+        str(out_path),
+        options,
+        stream_copy=stream_copy,
+        max_output_bytes=settings.max_output_bytes,
+    )
+
+    def on_input(probe: ffmpeg.ProbeResult) -> None:
+        check_input_limits(probe, settings)
+        audio = probe.first_audio
+        log.info(
+            "input_probed",
+            format=probe.format_name,
+            media_s=probe.duration_s,
+            codec=audio.codec,
+            channels=audio.channels,
+        )
+
+    def report(percent: int) -> None:
+        with Session(ctx.engine) as session:
+            jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
+
+    return ffmpeg.run_transcode(
+        argv,
+        on_input=on_input,
+        on_progress=report,
+        max_duration_s=settings.max_media_duration_s,
+        timeout_s=settings.job_timeout_s,
+        progress_interval_s=settings.progress_interval_s,
+        preexec_fn=ffmpeg.resource_limits(
+            cpu_seconds=int(settings.job_timeout_s) + 60,
+            memory_mb=settings.ffmpeg_memory_limit_mb,
+        ),
+    )

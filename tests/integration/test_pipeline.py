@@ -108,6 +108,20 @@ def test_mp3_input_without_changes_is_stream_copied(
     assert done and done[0]["stream_copy"] is True
 
 
+def test_upload_named_mp3_that_is_not_mp3_is_converted(
+    shared_stack: Stack, sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # AAC audio in an upload named .mp3: the stream copy is refused and it is converted.
+    job = shared_stack.convert(sample("mp4_h264_aac"), "misnamed.mp3", "audio/mpeg")
+    assert job["status"] == "completed", job
+    shared_stack.download(job["id"], tmp_path / "out.mp3")
+    (stream,) = audio_streams(media.probe(tmp_path / "out.mp3"))
+    assert stream["codec_name"] == "mp3"
+    worker = next(p for p in shared_stack.procs if p.name.startswith("worker"))
+    done = [e for e in worker.events("job_completed") if e.get("job_id") == job["id"]]
+    assert done and done[0]["stream_copy"] is False
+
+
 @pytest.mark.parametrize(
     ("name", "filename", "code"),
     [

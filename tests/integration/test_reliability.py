@@ -64,9 +64,13 @@ def test_worker_killed_mid_encode_repeatedly_still_yields_one_mp3(
     job = stack.create_job(stack.upload(sample("long_audio"), "lecture.m4a", "audio/mp4"))
     for round_no in range(3):
         worker = [p for p in stack.procs if p.name.startswith("worker")][-1]
-        wait_for(
-            lambda: stack.get_job(job["id"])["progress"] > 0, 60, f"progress in round {round_no}"
-        )
+
+        # Progress of this round's attempt, not what the killed one left behind.
+        def this_round_started(attempt: int = round_no + 1) -> bool:
+            got = stack.get_job(job["id"])
+            return bool(got["attempts"] == attempt and got["progress"] > 0)
+
+        wait_for(this_round_started, 60, f"progress in round {round_no}")
         worker.popen.send_signal(signal.SIGKILL)
         worker.popen.wait(timeout=10)
         stack.start_worker()

@@ -85,9 +85,9 @@ def test_worker_records_speed_bytes_and_exit_codes() -> None:
     wm.record_completed(input_bytes=1000, output_bytes=300)
     wm.record_exit("ffmpeg", -9)
 
-    assert sample_value("v2m_worker_media_seconds_total") - before["media"] == 120.0
+    assert sample_value("v2m_worker_media_seconds_total") - before["media"] == pytest.approx(120.0)
     assert sample_value("v2m_worker_realtime_factor_count") - before["rtf"] == 1
-    assert sample_value("v2m_worker_realtime_factor_sum") - before["rtf_sum"] == 60.0
+    assert sample_value("v2m_worker_realtime_factor_sum") - before["rtf_sum"] == pytest.approx(60.0)
     assert sample_value("v2m_worker_input_bytes_total") - before["in"] == 1000
     assert sample_value("v2m_worker_output_bytes_total") - before["out"] == 300
     exits = sample_value("v2m_worker_ffmpeg_exits_total", {"tool": "ffmpeg", "exit_code": "-9"})

@@ -1,4 +1,4 @@
-"""worker.ffmpeg as pure functions: argv building, progress parsing, probe parsing, errors."""
+"""worker.ffmpeg as pure functions: argv, progress, the input header, probe parsing, errors."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import JobOptions
 from worker.ffmpeg import (
     FORMAT_WHITELIST,
-    AudioStream,
-    ProbeResult,
+    CopyNotPossible,
+    InputHeader,
+    can_stream_copy,
     classify_failure,
     parse_probe,
     parse_progress_line,
     probe_argv,
     progress_percent,
     protocol_whitelist,
+    split_level,
     transcode_argv,
 )
 
@@ -25,19 +27,8 @@ URL = "http://minio:9000/video2mp3/uploads/abc/in.mp4?X-Amz-Signature=x"
 OUT = "/tmp/v2m-job-1/out.mp3"
 
 
-def source(
-    codec: str = "aac", channels: int = 2, sample_rate: int = 48000, duration: float = 10.0
-) -> ProbeResult:
-    return ProbeResult(
-        format_name="mov,mp4,m4a,3gp,3g2,mj2",
-        duration_s=duration,
-        bit_rate=1_000_000,
-        audio=[AudioStream(index=1, codec=codec, channels=channels, sample_rate=sample_rate)],
-    )
-
-
-def argv_for(probe: ProbeResult | None = None, url: str = URL, **options: Any) -> list[str]:
-    return transcode_argv("ffmpeg", url, OUT, probe or source(), JobOptions(**options))
+def argv_for(url: str = URL, *, stream_copy: bool = False, **options: Any) -> list[str]:
+    return transcode_argv("ffmpeg", url, OUT, JobOptions(**options), stream_copy=stream_copy)
 
 
 def value_of(argv: list[str], flag: str) -> str | None:
@@ -70,48 +61,26 @@ def test_quality_option_sets_vbr_quality(quality: int) -> None:
     assert value_of(argv_for(quality=quality), "-q:a") == str(quality)
 
 
-def test_surround_source_is_downmixed_to_stereo() -> None:
-    assert value_of(argv_for(source(channels=6)), "-ac") == "2"
+def test_layout_and_rate_are_left_to_ffmpeg_unless_asked() -> None:
+    # libmp3lame takes mono/stereo at the MPEG rates: ffmpeg's own negotiation downmixes
+    # 5.1 to stereo and picks the nearest rate (checked with real ffmpeg in integration).
+    argv = argv_for()
 
-
-def test_stereo_source_is_left_alone() -> None:
-    assert value_of(argv_for(source(channels=2)), "-ac") is None
-
-
-def test_mono_source_stays_mono() -> None:
-    argv = argv_for(source(channels=1))
-
-    assert value_of(argv, "-ac") is None  # ffmpeg keeps the source's layout
+    assert value_of(argv, "-ac") is None
+    assert value_of(argv, "-ar") is None
 
 
 def test_mono_output_when_asked() -> None:
-    assert value_of(argv_for(source(channels=2), channels=1), "-ac") == "1"
-    assert value_of(argv_for(source(channels=6), channels=1), "-ac") == "1"
-
-
-@pytest.mark.parametrize(("rate", "expected"), [(44100, None), (48000, None), (32000, None)])
-def test_rates_mp3_can_carry_are_kept(rate: int, expected: str | None) -> None:
-    assert value_of(argv_for(source(sample_rate=rate)), "-ar") == expected
-
-
-@pytest.mark.parametrize(
-    ("rate", "expected"), [(96000, "48000"), (192000, "48000"), (88200, "44100"), (176400, "44100")]
-)
-def test_rates_mp3_cannot_carry_go_to_44k1_or_48k(rate: int, expected: str) -> None:
-    assert value_of(argv_for(source(sample_rate=rate)), "-ar") == expected
-
-
-def test_unknown_source_rate_goes_to_48k() -> None:
-    assert value_of(argv_for(source(sample_rate=0)), "-ar") == "48000"
+    assert value_of(argv_for(channels=1), "-ac") == "1"
 
 
 @pytest.mark.parametrize("rate", [22050, 32000, 44100, 48000])
 def test_requested_sample_rate_is_used(rate: int) -> None:
-    assert value_of(argv_for(source(sample_rate=96000), sample_rate_hz=rate), "-ar") == str(rate)
+    assert value_of(argv_for(sample_rate_hz=rate), "-ar") == str(rate)
 
 
-def test_mp3_source_with_default_options_is_stream_copied() -> None:
-    argv = argv_for(source(codec="mp3", sample_rate=44100))
+def test_stream_copy_writes_the_audio_as_it_is() -> None:
+    argv = argv_for(stream_copy=True)
 
     assert value_of(argv, "-c:a") == "copy"
     assert "libmp3lame" not in argv
@@ -119,14 +88,22 @@ def test_mp3_source_with_default_options_is_stream_copied() -> None:
         assert flag not in argv
 
 
+@pytest.mark.parametrize("key", ["uploads/u/1/song.mp3", "uploads/u/1/SONG.MP3", "u/x.mpga"])
+def test_mp3_named_upload_with_default_options_is_a_copy_candidate(key: str) -> None:
+    assert can_stream_copy(key, JobOptions())
+
+
 @pytest.mark.parametrize(
     "options",
     [{"bitrate_kbps": 128}, {"quality": 5}, {"sample_rate_hz": 22050}, {"channels": 1}],
 )
-def test_mp3_source_with_options_is_re_encoded(options: dict[str, Any]) -> None:
-    argv = argv_for(source(codec="mp3"), **options)
+def test_mp3_with_options_is_re_encoded(options: dict[str, Any]) -> None:
+    assert not can_stream_copy("uploads/u/1/song.mp3", JobOptions(**options))
 
-    assert value_of(argv, "-c:a") == "libmp3lame"
+
+@pytest.mark.parametrize("key", ["uploads/u/1/clip.mp4", "uploads/u/1/mp3", "u/song.mp3.mov"])
+def test_other_names_are_converted(key: str) -> None:
+    assert not can_stream_copy(key, JobOptions())
 
 
 def test_only_the_first_audio_stream_and_no_video_are_mapped() -> None:
@@ -327,6 +304,96 @@ def test_parse_probe_of_empty_output_is_empty(data: dict[str, Any]) -> None:
     assert result.duration_s is None
 
 
+# --------------------------------------------------------------------------- input header
+
+# What ffmpeg 5.1 printed with `-loglevel level+info` for a 5.1 AAC MP4 whose title
+# tries to pass for a stream line (a value's second line comes without the prefix).
+HEADER_51 = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'http://s3/b/k?X-Amz-Signature=x':
+[info]   Metadata:
+[info]     major_brand     : isom
+[info]     title           : x
+                    :   Stream #0:5: Audio: mp3
+[info]   Duration: 00:01:03.50, start: 0.000000, bitrate: 226 kb/s
+[info]   Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p, 1280x720, 42 kb/s, 25 fps
+[info]     Metadata:
+[info]       handler_name    : VideoHandler
+[info]   Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, 5.1, fltp, 172 kb/s (default)
+[info]   Stream #0:2[0x3](eng): Audio: mp3 (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s
+[info] Stream mapping:
+[info]   Stream #0:1 -> #0:0 (aac (native) -> mp3 (libmp3lame))
+"""
+
+
+def read_header(text: str) -> tuple[InputHeader, list[bool]]:
+    header = InputHeader()
+    ends = [header.feed(*split_level(line)) for line in text.splitlines()]
+    return header, ends
+
+
+def test_input_header_gives_format_duration_and_audio_streams() -> None:
+    header, ends = read_header(HEADER_51)
+    probe = header.result()
+
+    assert probe.format_name == "mov,mp4,m4a,3gp,3g2,mj2"
+    assert probe.duration_s == pytest.approx(63.5)
+    assert probe.bit_rate == 226_000
+    assert [(a.index, a.codec, a.channels, a.sample_rate, a.bit_rate) for a in probe.audio] == [
+        (1, "aac", 6, 44100, 172_000),
+        (2, "mp3", 2, 48000, 128_000),
+    ]
+    assert ends.count(True) == 1 and ends.index(True) == len(ends) - 2  # at "Stream mapping:"
+
+
+def test_metadata_cannot_forge_a_stream() -> None:
+    header, _ = read_header(HEADER_51)
+
+    assert 5 not in [a.index for a in header.audio]
+
+
+def test_video_only_input_has_no_audio() -> None:
+    header, _ = read_header(
+        "[info] Input #0, avi, from 'x':\n"
+        "[info]   Duration: N/A, start: 0.000000, bitrate: N/A\n"
+        "[info]   Stream #0:0: Video: rawvideo (RGB[24] / 0x18424752), rgb24, 320x240\n"
+        "[fatal] Stream map '0:a:0' matches no streams.\n"
+    )
+    probe = header.result()
+
+    assert probe.audio == [] and probe.duration_s is None and probe.bit_rate is None
+    assert not header.complete
+
+
+def test_audio_only_input_takes_the_container_duration_for_its_stream() -> None:
+    header, _ = read_header(
+        "[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x':\n"
+        "[info]   Duration: 00:00:09.98, start: 0.000000, bitrate: 129 kb/s\n"
+        "[info]   Stream #0:0[0x1](und): Audio: aac (LC), 48000 Hz, mono, fltp, 127 kb/s\n"
+        "[info] Output #0, mp3, to 'out.mp3':\n"
+    )
+
+    assert header.complete
+    audio = header.result().first_audio
+    assert audio.channels == 1
+    assert audio.duration_s == pytest.approx(9.98)
+
+
+@pytest.mark.parametrize(
+    ("line", "level", "message"),
+    [
+        ("[info] Stream mapping:", "info", "Stream mapping:"),
+        ("[mov,mp4 @ 0x55a5] [error] moov atom not found", "error", "moov atom not found"),
+        (
+            "To ignore this, add a trailing '?' to the map.",
+            None,
+            "To ignore this, add a trailing '?' to the map.",
+        ),
+    ],
+)
+def test_split_level_reads_the_prefix(line: str, level: str | None, message: str) -> None:
+    assert split_level(line) == (level, message)
+
+
 # --------------------------------------------------------------------------- failures
 
 STDERR_SECRET = "http://minio:9000/video2mp3/uploads/x?X-Amz-Signature=deadbeef: "
@@ -371,6 +438,19 @@ def test_unreadable_media_is_a_permanent_media_error(stderr: str) -> None:
     assert isinstance(error, MediaError)
     assert error.code == "unsupported_media"
     assert not error.retryable
+
+
+def test_unmatched_audio_map_is_no_audio_stream() -> None:
+    error = classify_failure(1, "[fatal] Stream map '0:a:0' matches no streams.", stage="ffmpeg")
+
+    assert isinstance(error, MediaError) and error.code == "no_audio_stream"
+    assert not error.retryable
+
+
+def test_copying_audio_that_is_not_mp3_asks_for_a_conversion() -> None:
+    stderr = "[mp3 @ 0x1] [error] Invalid audio stream. Exactly one MP3 audio stream is required."
+
+    assert isinstance(classify_failure(1, stderr, stage="ffmpeg"), CopyNotPossible)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,6 +87,7 @@ def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple
         ctx: JobContext,
         token: str | None = None,
         key: str | None = None,
+        slot: handlers.Slot | None = None,
     ) -> ConvertResult:
         calls.append((job_id, input_key))
         return convert(job_id, input_key, options, ctx)
@@ -339,6 +342,76 @@ def test_database_outage_gives_the_message_back(
     assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
 
 
+# --------------------------------------------------------------------------- ffmpeg slots
+
+
+def test_job_waiting_for_a_slot_when_the_worker_stops_is_given_back_untouched(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = use_convert(monkeypatch, succeeding)
+    job_id = make_job(engine)
+    with ctx.slots.take(ctx.stopping) as running:  # another job's ffmpeg holds the slot
+        assert running is not None
+        ctx.stopping.set()
+
+        assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
+
+    assert calls == []
+    job = load(engine, job_id)
+    assert (job.status, job.attempts) == (JobStatus.queued, 0)
+
+
+def test_next_job_starts_while_the_previous_one_uploads(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any], storage: FakeStorage
+) -> None:
+    first, second = make_job(engine), make_job(engine)
+    second_done = threading.Event()
+    uploads: list[bool] = []
+    real_upload = storage.upload_file
+
+    def slow_upload(path: str, key: str, *, content_type: str) -> None:
+        if first in key:  # the first job's upload waits for the second job to finish
+            uploads.append(second_done.wait(timeout=10))
+        real_upload(path, key, content_type=content_type)
+
+    storage.upload_file = slow_upload  # type: ignore[method-assign]
+    outcomes: dict[str, Outcome] = {}
+
+    def run(job_id: str) -> None:
+        outcomes[job_id] = deliver(job_id, ctx)
+        if job_id == second:
+            second_done.set()
+
+    one = threading.Thread(target=run, args=(first,))
+    one.start()
+    while not fake_ffmpeg["argv"]:  # the first job's ffmpeg has run
+        time.sleep(0.01)
+    run(second)  # one slot (concurrency 1), yet it is not blocked by the upload
+    one.join(timeout=10)
+
+    assert uploads == [True]
+    assert outcomes == {first: Outcome(Action.ACK), second: Outcome(Action.ACK)}
+    assert load(engine, first).status == load(engine, second).status == JobStatus.completed
+
+
+def test_one_ffmpeg_at_a_time_with_concurrency_one(ctx: JobContext) -> None:
+    with ctx.slots.take(ctx.stopping) as slot:
+        assert slot is not None
+        taken = threading.Event()
+
+        def other() -> None:
+            with ctx.slots.take(ctx.stopping) as second:
+                if second is not None:
+                    taken.set()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not taken.wait(0.3)
+        slot.release()
+        assert taken.wait(5)
+        thread.join(timeout=5)
+
+
 # --------------------------------------------------------------------------- convert()
 
 
@@ -356,24 +429,38 @@ def probe_result(
 
 @pytest.fixture
 def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Replace ffprobe/ffmpeg runs: the input probes as AAC, ffmpeg writes 5000 bytes."""
-    state: dict[str, Any] = {"input": probe_result(), "argv": None, "fail": None, "progress": []}
+    """Replace the ffmpeg run: it describes the input as AAC and writes 5000 bytes; the
+    MP3 it leaves has no Xing header, so the output is ffprobed (also replaced)."""
+    state: dict[str, Any] = {
+        "input": probe_result(),
+        "argv": [],
+        "fail": None,
+        "fail_once": None,
+        "progress": [],
+    }
 
     def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
-        if url.startswith("http"):
-            result: ffmpeg.ProbeResult = state["input"]
-            return result
+        assert not url.startswith("http"), "the input is never probed separately"
         return probe_result(codec="mp3", duration=9.99)
 
     def run_transcode(
-        argv: list[str], *, on_progress: Callable[[int], None], **_kw: Any
-    ) -> list[str]:
-        state["argv"] = argv
+        argv: list[str],
+        *,
+        on_progress: Callable[[int], None],
+        on_input: Callable[[ffmpeg.ProbeResult], None] | None = None,
+        **_kw: Any,
+    ) -> ffmpeg.Transcoded:
+        state["argv"].append(argv)
+        if on_input is not None:
+            on_input(state["input"])
         Path(argv[-1]).write_bytes(b"\xff" * 5000)
         on_progress(42)
+        if state["fail_once"] is not None:
+            error, state["fail_once"] = state["fail_once"], None
+            raise error
         if state["fail"] is not None:
             raise state["fail"]
-        return []
+        return ffmpeg.Transcoded(input=state["input"], stderr_tail=[])
 
     monkeypatch.setattr(ffmpeg, "probe", probe)
     monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
@@ -409,9 +496,8 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     assert not result.stream_copy
     stored = storage.objects[result.key]
     assert (len(stored.data), stored.content_type) == (5000, "audio/mpeg")
-    assert fake_ffmpeg["argv"][fake_ffmpeg["argv"].index("-i") + 1].startswith(
-        "http://s3.internal.test/"
-    )
+    [argv] = fake_ffmpeg["argv"]
+    assert argv[argv.index("-i") + 1].startswith("http://s3.internal.test/")
     assert load(engine, job_id).progress == 42
     assert leftovers(worker_settings) == []
 
@@ -426,7 +512,7 @@ def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
 
     assert error.value.code == "no_audio_stream"
     assert not error.value.retryable
-    assert fake_ffmpeg["argv"] is None
+    assert len(fake_ffmpeg["argv"]) == 1  # refused from ffmpeg's own description
     assert leftovers(worker_settings) == []
 
 
@@ -454,7 +540,20 @@ def test_convert_stream_copies_mp3_input_with_default_options(
     result = handlers.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
 
     assert result.stream_copy
-    assert "copy" in fake_ffmpeg["argv"]
+    [argv] = fake_ffmpeg["argv"]
+    assert "copy" in argv
+
+
+def test_convert_converts_a_misnamed_mp3_when_the_copy_is_refused(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    fake_ffmpeg["fail_once"] = ffmpeg.CopyNotPossible("The input's audio is not MP3.")
+
+    result = handlers.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+
+    assert not result.stream_copy
+    copy, convert = fake_ffmpeg["argv"]
+    assert "copy" in copy and "libmp3lame" in convert
 
 
 def test_convert_refuses_when_storage_is_down(

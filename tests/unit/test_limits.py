@@ -1,4 +1,4 @@
-"""Input and output limits the worker enforces after probing and after encoding."""
+"""Input and output limits the worker enforces from ffmpeg's description and after encoding."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_complete_output_passes_and_small_differences_are_tolerated() -> None:
 
 def test_output_size_cap_is_passed_to_ffmpeg() -> None:
     argv = transcode_argv(
-        "ffmpeg", "http://s3/x", "/tmp/out.mp3", probe(), JobOptions(), max_output_bytes=12345
+        "ffmpeg", "http://s3/x", "/tmp/out.mp3", JobOptions(), max_output_bytes=12345
     )
     assert argv[argv.index("-fs") + 1] == "12345"
     assert argv[-1] == "/tmp/out.mp3"
@@ -92,20 +92,65 @@ def test_output_size_cap_is_passed_to_ffmpeg() -> None:
 def test_conversion_over_the_wall_clock_limit_is_killed_as_timeout() -> None:
     start = time.monotonic()
     with pytest.raises(TransientTranscodeError) as info:
-        run_transcode(["sleep", "30"], duration_s=None, on_progress=lambda _p: None, timeout_s=0.5)
+        run_transcode(["sleep", "30"], on_progress=lambda _p: None, timeout_s=0.5)
     assert info.value.code == "timeout" and info.value.retryable
     assert time.monotonic() - start < 5
 
 
-def test_progress_lines_are_reported_and_stderr_tail_returned() -> None:
-    script = "echo out_time_us=500000; echo out_time_us=1000000; echo 'a warning' >&2"
+HEADER = (
+    "echo \"[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x':\" >&2; "
+    "echo '[info]   Duration: 00:00:02.00, start: 0.000000, bitrate: 130 kb/s' >&2; "
+    "echo '[info]   Stream #0:0(und): Audio: aac (LC), 44100 Hz, stereo, fltp, 128 kb/s' >&2; "
+    "echo '[info] Stream mapping:' >&2; sleep 0.3; "
+)
+
+
+def test_progress_is_reported_against_the_duration_ffmpeg_printed() -> None:
+    script = (
+        HEADER + "echo out_time_us=500000; echo out_time_us=1000000; echo '[warning] a warning' >&2"
+    )
     seen: list[int] = []
-    tail = run_transcode(
+    described: list[ProbeResult] = []
+
+    run = run_transcode(
         ["sh", "-c", script],
-        duration_s=2.0,
+        on_input=described.append,
         on_progress=seen.append,
         timeout_s=10,
         progress_interval_s=0,
     )
+
     assert seen == [25, 50]
-    assert tail == ["a warning"]
+    assert run.stderr_tail == ["[warning] a warning"]
+    assert run.input.duration_s == 2.0 and run.input.first_audio.codec == "aac"
+    assert described == [run.input]
+
+
+def test_input_refused_from_its_description_stops_ffmpeg_at_once() -> None:
+    settings = make_settings(max_media_duration_s=1)
+    start = time.monotonic()
+
+    with pytest.raises(MediaError) as info:
+        run_transcode(
+            ["sh", "-c", HEADER + "exec sleep 30"],
+            on_input=lambda probe: check_input_limits(probe, settings),
+            on_progress=lambda _p: None,
+            timeout_s=60,
+        )
+
+    assert info.value.code == "media_too_long"
+    assert time.monotonic() - start < 5
+
+
+def test_output_past_the_duration_limit_stops_ffmpeg() -> None:
+    # A header with no duration (a live-style stream) cannot be refused up front.
+    script = "echo out_time_us=500000; echo out_time_us=7200000000; exec sleep 30"
+    start = time.monotonic()
+
+    with pytest.raises(MediaError) as info:
+        run_transcode(
+            ["sh", "-c", script], on_progress=lambda _p: None, timeout_s=60, max_duration_s=3600
+        )
+
+    assert info.value.code == "media_too_long"
+    assert time.monotonic() - start < 5
