@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,9 +18,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from api.errors import register_error_handlers
+from api.job_cache import CompletedJobCache
 from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import auth, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
+from api.upload_writer import UploadWriter
 from shared import users
 from shared.config import Settings, get_settings
 from shared.db import make_engine, migrate
@@ -62,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         publisher = Publisher(settings)
         app.state.engine, app.state.storage, app.state.publisher = engine, storage, publisher
         log.info("api_started", database=engine.url.get_backend_name(), bucket=settings.s3_bucket)
+        # Everything loaded so far (modules, the app, boto3's service models) lives as
+        # long as the process: take it out of the garbage collector's reach, or every
+        # full collection walks it again (70-90 ms pauses under load, the p99).
+        gc.collect()
+        gc.freeze()
         yield
         await run_in_threadpool(publisher.close_quietly)
         engine.dispose()
@@ -73,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.upload_writer = UploadWriter(settings)
+    app.state.completed_jobs = CompletedJobCache(settings.job_cache_entries)
     register_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

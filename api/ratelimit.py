@@ -1,8 +1,11 @@
 """Per-user limits, counted in the database so every API process sees the same numbers.
 
-- uploads per minute (a sliding window over the user's upload rows),
-- bytes per day (the sizes of the user's uploads in the last 24 hours),
+- uploads per minute (a sliding window over the user's uploads, counted in 1 s buckets),
+- bytes per day (the sizes of the user's uploads in the last 24 hours, in 60 s buckets),
 - jobs queued or processing at once.
+
+Upload limits are checked and the upload recorded in one write transaction
+(api/upload_writer.py), so two API processes cannot both let the last allowed upload in.
 
 A user row may override each default from settings. Exceeding one answers 429
 `rate_limited` with a Retry-After header saying when to try again.
@@ -11,32 +14,33 @@ A user row may override each default from settings. Exceeding one answers 429
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
 from shared import jobs, users
 from shared.config import Settings
 from shared.errors import RateLimitError
-from shared.models import User, utcnow
+from shared.jobs import UploadUsage
+from shared.models import utcnow
+from shared.users import AuthUser
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 
 
-def check_upload(*, session: Session, user: User, settings: Settings, size_bytes: int) -> None:
-    now = utcnow()
+def check_upload(
+    *, usage: UploadUsage, user: AuthUser, settings: Settings, size_bytes: int, now: datetime
+) -> None:
+    """Raise RateLimitError if one more upload of `size_bytes` would pass a limit."""
     per_minute = (
         user.uploads_per_minute
         if user.uploads_per_minute is not None
         else settings.uploads_per_minute
     )
-    usage = jobs.upload_usage(
-        session=session, owner_id=user.id, recent_since=now - MINUTE, window_since=now - DAY
-    )
     if usage.recent_count >= per_minute:
         oldest = usage.recent_oldest
-        wait = (oldest + MINUTE - now).total_seconds() if oldest else 60
+        wait = max(1.0, (oldest + MINUTE - now).total_seconds() if oldest else 60)
         raise RateLimitError(
             f"You can start {per_minute} uploads a minute; try again in {math.ceil(wait)} s.",
             retry_after_s=math.ceil(wait),
@@ -44,7 +48,10 @@ def check_upload(*, session: Session, user: User, settings: Settings, size_bytes
     per_day = user.bytes_per_day if user.bytes_per_day is not None else settings.bytes_per_day
     if usage.window_bytes + size_bytes > per_day:
         oldest_today = usage.window_oldest
-        wait = (oldest_today + DAY - now).total_seconds() if oldest_today else DAY.total_seconds()
+        wait = max(
+            1.0,
+            (oldest_today + DAY - now).total_seconds() if oldest_today else DAY.total_seconds(),
+        )
         raise RateLimitError(
             "This upload would pass your daily volume; try again later.",
             retry_after_s=math.ceil(wait),
@@ -63,7 +70,7 @@ def check_login(*, session: Session, email: str, settings: Settings) -> None:
         )
 
 
-def check_job(*, session: Session, user: User, settings: Settings) -> None:
+def check_job(*, session: Session, user: AuthUser, settings: Settings) -> None:
     limit = user.max_active_jobs if user.max_active_jobs is not None else settings.max_active_jobs
     if jobs.active_jobs(session=session, owner_id=user.id) >= limit:
         raise RateLimitError(

@@ -142,6 +142,26 @@ class Upload(SQLModel, table=True):
     expires_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class UploadTally(SQLModel, table=True):
+    """A user's uploads counted in time buckets: what the upload limits read.
+
+    Counting the upload rows of the last minute and day costs a scan that grows with a
+    user's traffic; these rows keep it bounded. Buckets of 1 s serve the per-minute limit
+    and buckets of 60 s the daily volume. `last_at` (unix seconds) is the newest upload
+    in the bucket: a bucket counts while that upload is inside the window, so a limit
+    counts uploads at most one bucket older than its window, never fewer.
+    """
+
+    __tablename__ = "upload_tally"
+
+    owner_id: str = SQLField(foreign_key="account.id", primary_key=True, max_length=36)
+    span_s: int = SQLField(primary_key=True)
+    start_s: int = SQLField(sa_column=Column(BigInteger, primary_key=True))
+    uploads: int = 0
+    bytes: int = SQLField(default=0, sa_column=Column(BigInteger, nullable=False))
+    last_at: float = 0.0
+
+
 class Job(SQLModel, table=True):
     __table_args__ = (
         Index("ix_job_created_id", "created_at", "id"),

@@ -22,6 +22,7 @@ backoff). Each thread keeps one keep-alive connection.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import http.client
@@ -99,7 +100,9 @@ def amz_date(now: float | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(_clock() if now is None else now))
 
 
+@functools.lru_cache(maxsize=8)
 def _signing_key(creds: Credentials, date: str) -> bytes:
+    """The day's key (four HMACs): the same for every request of a day, so cached."""
     key = ("AWS4" + creds.secret_key).encode()
     for part in (date, creds.region, creds.service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()

@@ -11,7 +11,7 @@ from api.errors import error_responses
 from shared import users
 from shared.config import Settings
 from shared.errors import AuthError
-from shared.models import LoginRequest, RefreshRequest, TokenPair, User, UserPublic, as_utc
+from shared.models import LoginRequest, RefreshRequest, TokenPair, User, UserPublic
 from shared.security import make_token, read_token, verify_password
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -65,7 +65,5 @@ def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) ->
 
 
 @router.get("/me", response_model=UserPublic, responses=error_responses(401), summary="Who am I")
-def me(user: CurrentUser) -> UserPublic:
-    created = as_utc(user.created_at)
-    assert created is not None
-    return UserPublic(id=user.id, email=user.email, created_at=created)
+async def me(user: CurrentUser) -> UserPublic:
+    return UserPublic(id=user.id, email=user.email, created_at=user.created_at)

@@ -10,13 +10,15 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import ratelimit
 from api.auth import CurrentUser, CurrentUserOrQueryToken
-from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep
+from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep, engine_of
 from api.errors import ApiError, error_responses
+from api.job_cache import CompletedJobCache
 from api.metrics import JOBS_CREATED
 from shared import jobs
 from shared.config import Settings
@@ -175,9 +177,26 @@ def list_jobs(
     responses=error_responses(401, 404, 422),
     summary="Get a job",
 )
-def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
+async def get_job(job_id: str, request: Request, user: CurrentUser) -> Response:
     """Status, progress (0..100), output facts when completed, error when failed."""
-    return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id, owner_id=user.id))
+    cache: CompletedJobCache = request.app.state.completed_jobs
+    cached = cache.get(job_id)
+    if cached is not None:
+        owner_id, body = cached
+        if owner_id != user.id:  # exactly like a missing job
+            raise NotFoundError("No job has that id.", code="job_not_found")
+    else:
+        job = await run_in_threadpool(_read_job, engine_of(request), job_id, user.id)
+        body = JobPublic.from_job(job).model_dump_json().encode()
+        if job.status == JobStatus.completed:
+            cache.put(job_id, job.owner_id, body)
+    # Already JobPublic's JSON: not validated and serialised again by FastAPI.
+    return Response(body, media_type="application/json")
+
+
+def _read_job(engine: Engine, job_id: str, owner_id: str) -> Job:
+    with engine.connect() as conn:  # a read: no transaction to commit
+        return jobs.fetch_job(conn=conn, job_id=job_id, owner_id=owner_id)
 
 
 @router.get(

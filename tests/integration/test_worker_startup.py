@@ -3,9 +3,12 @@ so Alembic never loads in the worker; a failed migration stops the worker with a
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -52,3 +55,28 @@ def test_worker_exits_when_the_migration_fails(bare_stack: Stack) -> None:
     assert proc.popen.returncode == 1
     assert proc.events("migration_failed")
     assert not proc.events("consuming")
+
+
+def test_processes_starting_together_migrate_a_new_sqlite_database_once(tmp_path: Path) -> None:
+    # Given a new SQLite database and four processes starting at the same moment
+    # (uvicorn --workers and workers do this on `make run`)
+    db_path = tmp_path / "fresh.db"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("V2M_")},
+        "V2M_DATABASE_URL": f"sqlite:///{db_path}",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "shared.migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(4)
+    ]
+    # Then every one succeeds and the schema is at head
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    with sqlite3.connect(db_path) as db:
+        (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()

@@ -128,8 +128,11 @@ def app(
 
 
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
+def client(app: FastAPI, engine: Engine) -> Iterator[TestClient]:
     with TestClientClass(app) as client:
+        # Routes that read the engine from app.state (async ones, the events stream) use
+        # the test's database too; the lifespan has set its own by now.
+        app.state.engine = engine
         yield client
 
 

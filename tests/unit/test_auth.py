@@ -93,10 +93,11 @@ def test_revoked_key_stops_working(
     client: TestClient, engine: Engine, account: Callable[..., Account]
 ) -> None:
     _, key = account("ada@example.com")
-    assert client.get("/v1/jobs", headers=auth(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=auth(key)).status_code == 200  # now cached
     with Session(engine) as session:
         record = session.exec(select(ApiKey)).one()
         users.revoke_api_key(session=session, key_id=record.id)
+    # at once in this process: revoking clears the key from its auth cache
     assert_error_body(client.get("/v1/jobs", headers=auth(key)), 401, "unauthenticated")
 
 

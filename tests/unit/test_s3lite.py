@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from botocore.auth import S3SigV4Auth
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from shared import s3lite
+from shared.config import Settings
 from shared.errors import StorageError
 from shared.s3lite import Credentials, S3Lite, presign_url
 from shared.storage import Storage
@@ -63,18 +64,59 @@ def test_presigned_get_matches_the_example_in_aws_s3_documentation() -> None:
     )
 
 
-@pytest.mark.parametrize("key", ["uploads/u/abc/clip.mp4", "uploads/u/abc/été à l'eau+1.mp4"])
+def botocore_presigned(
+    settings: Settings, method: str, url: str, headers: dict[str, str], expires_s: int
+) -> str:
+    """The URL botocore's own query signer makes for the same request."""
+    request = AWSRequest(method=method, url=url, headers=headers)
+    S3SigV4QueryAuth(
+        BotoCredentials(settings.s3_access_key, settings.s3_secret_key),
+        "s3",
+        settings.s3_region,
+        expires=expires_s,
+    ).add_auth(request)
+    return str(request.url)
+
+
+KEYS = ["uploads/u/abc/clip.mp4", "uploads/u/abc/été à l'eau+1.mp4"]
+
+
+@pytest.mark.parametrize("key", KEYS)
 def test_presigned_internal_get_is_what_botocore_signs(frozen_clock: None, key: str) -> None:
     # Given internal and public endpoints that differ, as in Compose and Kubernetes
     settings = make_settings(
         s3_endpoint_url="http://minio:9000", s3_public_endpoint_url="https://files.example.com"
     )
-    # When both clients presign the same GET at the same instant
+    # When the worker's client and the API's storage presign the same GET at one instant
     ours = urlsplit(S3Lite(settings).presign_internal_get(key, expires_s=900))
-    theirs = urlsplit(Storage(settings).presign_internal_get(key, expires_s=900))
-    # Then the URLs are the same: internal host, path, every query parameter, signature
+    api = urlsplit(Storage(settings).presign_internal_get(key, expires_s=900))
+    theirs = urlsplit(
+        botocore_presigned(settings, "GET", f"http://minio:9000/video2mp3/{quote(key)}", {}, 900)
+    )
+    # Then the URLs are botocore's: internal host, path, every query parameter, signature
     assert (ours.scheme, ours.netloc, ours.path) == ("http", "minio:9000", theirs.path)
-    assert parse_qs(ours.query) == parse_qs(theirs.query)
+    assert parse_qs(ours.query) == parse_qs(theirs.query) == parse_qs(api.query)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_presigned_put_signs_type_and_length_as_botocore_does(frozen_clock: None, key: str) -> None:
+    settings = make_settings(
+        s3_endpoint_url="http://minio:9000", s3_public_endpoint_url="https://files.example.com"
+    )
+
+    url, headers = Storage(settings).presign_put(
+        key, content_type="video/mp4", size_bytes=12345, expires_s=3600
+    )
+
+    theirs = botocore_presigned(
+        settings, "PUT", f"https://files.example.com/video2mp3/{quote(key)}", headers, 3600
+    )
+    assert headers == {"Content-Type": "video/mp4", "Content-Length": "12345"}
+    assert urlsplit(url)[:3] == urlsplit(theirs)[:3]
+    assert parse_qs(urlsplit(url).query) == parse_qs(urlsplit(theirs).query)
+    assert parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"] == [
+        "content-length;content-type;host"
+    ]
 
 
 def test_presigned_url_expires_and_signs_extra_headers() -> None:
