@@ -92,15 +92,25 @@ def _median(values: list[float]) -> float:
 def job_once(
     services: Services, inp: Input, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Upload, create the job, wait; e2e time (created -> completed, server clocks) and peaks."""
+    """Upload, create the job, wait; e2e time (created -> completed, server clocks)."""
+    upload_id = services.upload(inp)
+    job_id = services.create_job(upload_id, options)
+    (row,) = services.wait([job_id])
+    assert row.output_size_bytes is not None
+    return {"job_id": job_id, "e2e_s": row.e2e_s, "output_bytes": row.output_size_bytes}
+
+
+def job_sampled(services: Services, inp: Input) -> dict[str, Any]:
+    """One more job, with the worker's memory and temp disk sampled every 5 ms.
+
+    Kept apart from the timed runs: the sampler and 5 ms polls are CPU on the same two
+    cores as ffmpeg and moto, which the bare runs do not pay."""
     upload_id = services.upload(inp)
     with sampling(services) as sampler:
-        job_id = services.create_job(upload_id, options)
-        (row,) = services.wait([job_id])
+        job_id = services.create_job(upload_id)
+        (row,) = services.wait([job_id], poll_s=0.005)
         time.sleep(0.02)  # let the sampler see the temp dir go
-    assert row.output_size_bytes is not None
     return {
-        "job_id": job_id,
         "e2e_s": row.e2e_s,
         "worker_peak": sampler.worker_peak,
         "ffmpeg_peak": sampler.children_peak,
@@ -151,6 +161,7 @@ def end_to_end(services: Services, cfg: Config, results: Results) -> dict[int, d
         for _ in range(reps):  # interleaved, so drift hits both alike
             bares.append(measure.bare(inp))
             ours.append(job_once(services, inp))
+        sampled = job_sampled(services, inp)
         e2e = _median([o["e2e_s"] for o in ours])
         bare = _median([b.wall_s for b in bares])
         ttfb = storage_first_byte(services, inp)
@@ -164,11 +175,12 @@ def end_to_end(services: Services, cfg: Config, results: Results) -> dict[int, d
                 "e2e_all_s": [o["e2e_s"] for o in ours],
                 "bare_s": bare,
                 "bare_all_s": [b.wall_s for b in bares],
-                "worker_peak_mb": max(o["worker_peak"] for o in ours) / MB,
-                "ffmpeg_peak_mb": max(o["ffmpeg_peak"] for o in ours) / MB,
-                "sum_peak_mb": max(o["sum_peak"] for o in ours) / MB,
+                "worker_peak_mb": sampled["worker_peak"] / MB,
+                "ffmpeg_peak_mb": sampled["ffmpeg_peak"] / MB,
+                "sum_peak_mb": sampled["sum_peak"] / MB,
                 "bare_ffmpeg_peak_mb": max(b.peak_rss for b in bares) / MB,
-                "tmp_peak_bytes": max(o["tmp_peak"] for o in ours),
+                "tmp_peak_bytes": sampled["tmp_peak"],
+                "sampled_e2e_s": sampled["e2e_s"],
                 "output_bytes": max(o["output_bytes"] for o in ours),
                 "storage_first_byte_s": ttfb,
             }
@@ -277,15 +289,50 @@ def stream_copy(services: Services, cfg: Config, results: Results) -> None:
 # --------------------------------------------------------------------------- throughput
 
 
-def _throughput(services: Services, inp: Input, n: int, workers: int, **env: str) -> float:
-    """Jobs/s of ``workers`` worker processes on ``n`` queued jobs (first start -> last end)."""
+def _cpu_s(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used; with ``children``, only what its
+    reaped children used (for a worker: its ffmpeg runs)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ((cutime + cstime) if children else (utime + stime)) / ticks
+
+
+def _broker_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True)
+    return int(found.stdout.split()[0]) if found.returncode == 0 and found.stdout.split() else None
+
+
+def _throughput(
+    services: Services, inp: Input, n: int, workers: int, **env: str
+) -> tuple[float, dict[str, float]]:
+    """Jobs/s of ``workers`` worker processes on ``n`` queued jobs (first start -> last end),
+    and the CPU milliseconds per job of each part while they ran."""
     services.stop_workers()
     job_ids = [services.create_job(services.upload(inp)) for _ in range(n)]
-    services.start_workers(workers, **env)
+    moto, api, broker = services.moto_pid, services.api.popen.pid, _broker_pid()
+    before = {"moto": _cpu_s(moto), "api": _cpu_s(api), "rabbitmq": _cpu_s(broker or 0)}
+    procs = services.start_workers(workers, **env)
+    # Start-up (imports, the migration child) is not per job.
+    started = {p.popen.pid: _cpu_s(p.popen.pid) for p in procs}
+    started_children = {p.popen.pid: _cpu_s(p.popen.pid, children=True) for p in procs}
     rows = services.wait(job_ids)
+    cpu = {
+        "ffmpeg": sum(
+            _cpu_s(p.popen.pid, children=True) - started_children[p.popen.pid] for p in procs
+        ),
+        "worker": sum(_cpu_s(p.popen.pid) - started[p.popen.pid] for p in procs),
+        "moto": _cpu_s(moto) - before["moto"],
+        "api": _cpu_s(api) - before["api"],
+        "rabbitmq": _cpu_s(broker or 0) - before["rabbitmq"],
+    }
     first = min(r.started_at for r in rows if r.started_at is not None)
     last = max(r.finished_at for r in rows if r.finished_at is not None)
-    return n / (last - first).total_seconds()
+    return n / (last - first).total_seconds(), {k: 1000 * v / n for k, v in cpu.items()}
 
 
 def throughput(services: Services, cfg: Config, results: Results) -> None:
@@ -293,10 +340,12 @@ def throughput(services: Services, cfg: Config, results: Results) -> None:
     n = cfg.clips
     print(f"- throughput: {n} clips of 5 s, best of 2 interleaved rounds", flush=True)
     measure.bare_batch(clip, 4, 1)  # warm
+    bare_cpu_ms = 1000 * _median([measure.bare(clip).cpu_s for _ in range(5)])
     # Throughput is what the machine can do: the best of two rounds, each round running
     # every configuration once, so a burst of other load on the machine hits one round.
     seq = par = 0.0
     rates: dict[str, float] = {}
+    cpu_ms: dict[str, dict[str, float]] = {}
     configs: list[tuple[str, int, dict[str, str]]] = [
         (f"{w}", w, {}) for w in cfg.worker_counts
     ] + [("1x2", 1, {"V2M_WORKER_CONCURRENCY": "2"})]
@@ -304,7 +353,9 @@ def throughput(services: Services, cfg: Config, results: Results) -> None:
         seq = max(seq, n / measure.bare_batch(clip, n, 1))
         par = max(par, n / measure.bare_batch(clip, n, 2))
         for name, workers, env in configs:
-            rates[name] = max(rates.get(name, 0.0), _throughput(services, clip, n, workers, **env))
+            rate, cpu = _throughput(services, clip, n, workers, **env)
+            if rate > rates.get(name, 0.0):
+                rates[name], cpu_ms[name] = rate, cpu
     for name, workers, env in configs:
         results.scaling.append(
             {
@@ -313,6 +364,8 @@ def throughput(services: Services, cfg: Config, results: Results) -> None:
                 "jobs_per_s": rates[name],
                 "bare_sequential_jobs_per_s": seq,
                 "bare_two_at_a_time_jobs_per_s": par,
+                "cpu_ms_per_job": cpu_ms[name],
+                "bare_cpu_ms_per_job": bare_cpu_ms,
             }
         )
     services.stop_workers()
@@ -341,6 +394,9 @@ def throughput(services: Services, cfg: Config, results: Results) -> None:
             ">= 0.90",
             rates["2"] / par >= 0.90,
             "jobs/s",
+            "CPU ms per job with two workers: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu_ms["2"].items())
+            + f"; bare ffmpeg {bare_cpu_ms:.1f}",
         )
     )
 

@@ -23,6 +23,7 @@ from worker import ffmpeg
 class Run:
     wall_s: float
     peak_rss: int  # bytes
+    cpu_s: float = 0.0  # user + system
 
 
 def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[str]:
@@ -48,7 +49,7 @@ def run_bare(argv: list[str]) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"bare ffmpeg exited {proc.returncode}: {argv}")
-    return Run(wall, usage.ru_maxrss * 1024)
+    return Run(wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 
 
 def bare(inp: Input, options: JobOptions | None = None) -> Run:

@@ -91,6 +91,25 @@ def growth_table(results: Results) -> str:
     return "\n".join(rows)
 
 
+def cpu_table(results: Results) -> str:
+    """CPU per job by part, for each throughput configuration."""
+    parts = ["ffmpeg", "worker", "moto", "api", "rabbitmq"]
+    rows = [
+        "| workers x jobs at once | " + " | ".join(parts) + " | all | bare ffmpeg |",
+        "|---" * (len(parts) + 3) + "|",
+    ]
+    for s in results.scaling:
+        cpu = s.get("cpu_ms_per_job")
+        if not cpu:
+            continue
+        cells = " | ".join(f"{cpu.get(p, 0.0):.1f}" for p in parts)
+        rows.append(
+            f"| {s['workers']} x {s['concurrency']} | {cells} | {sum(cpu.values()):.1f} "
+            f"| {s.get('bare_cpu_ms_per_job', 0.0):.1f} |"
+        )
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def scaling_table(results: Results) -> str:
     rows = ["| workers | jobs at once each | jobs/s | vs bare sequential |", "|---|---|---|---|"]
     for s in results.scaling:
@@ -158,6 +177,11 @@ def generated_section(results: Results, command: str) -> str:
         scaling_table(results),
         "",
         "![Throughput against number of workers](perf-throughput-vs-workers.png)",
+        "",
+        "CPU milliseconds per job while the clips ran, by process (from `/proc/<pid>/stat`;"
+        " ffmpeg is what the workers' reaped children used; bare ffmpeg from `wait4`):",
+        "",
+        cpu_table(results),
         "",
         "### HTTP (wrk, 8 connections, one uvicorn process, SQLite)",
         "",

@@ -399,9 +399,12 @@ def _owned(job_id: str, token: str | None) -> list[Any]:
 
 
 def start_attempt(*, session: Session, job_id: str, token: str | None = None) -> Job | None:
-    """Mark an active job processing and count the attempt; None if finished or not ours."""
+    """Mark an active job processing and count the attempt; None if finished or not ours.
+
+    One statement (UPDATE … RETURNING) on the path of every job: the row comes back with
+    the update, instead of being read again after it."""
     now = utcnow()
-    result = session.execute(
+    job = session.scalars(
         _update_job()
         .where(*_owned(job_id, token), col(Job.status).in_(ACTIVE))
         .values(
@@ -413,13 +416,10 @@ def start_attempt(*, session: Session, job_id: str, token: str | None = None) ->
             error_code=None,
             error_message=None,
         )
-    )
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    ).first()
     session.commit()
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        return None
-    job = session.get(Job, job_id)
-    if job is not None:
-        session.refresh(job)
     return job
 
 
