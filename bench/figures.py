@@ -620,7 +620,7 @@ CATEGORIES = (
     ("database: COMMIT (SQLite WAL write and fsync)", ("do_commit (sqlalchemy/",)),
     ("database: statements (sqlite3 execute, fetch)", ("do_execute", "fetchone", "fetchall")),
     ("database: SQLAlchemy ORM, SQL compilation, pool", ("(sqlalchemy/", "(sqlmodel/")),
-    ("presigning (botocore SigV4)", ("(botocore/",)),
+    ("presigning (SigV4: shared/s3lite.py, botocore)", ("(shared/s3lite", "(botocore/")),
     ("pydantic (validation, serialisation)", ("(pydantic",)),
     ("our code, other (api/, shared/)", ("(api/routes", "(api/auth", "(api/deps", "(shared/")),
     ("threadpool hand-off (anyio, contextvars)", ("WorkerThread.run",)),
