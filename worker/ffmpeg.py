@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -562,6 +563,28 @@ TRUNCATION_MARKERS = ("partial file", "Truncating packet", "truncated")
 
 def looks_truncated(stderr_lines: Iterable[str]) -> bool:
     return any(marker in line for line in stderr_lines for marker in TRUNCATION_MARKERS)
+
+
+PRLIMIT = shutil.which("prlimit")  # util-linux: in every Debian image, ours included
+
+
+def sandboxed(
+    argv: list[str], *, cpu_seconds: int, memory_mb: int
+) -> tuple[list[str], Callable[[], None] | None]:
+    """(argv, preexec_fn) that run ``argv`` under CPU, address-space and core limits.
+
+    With util-linux's ``prlimit`` the limits are set by a tiny program that then execs
+    ffmpeg in place (same pid, limits from its first instruction), so the worker can
+    spawn without Python code between fork and exec: Python then uses vfork, about
+    3 ms less per job than copying the worker's page tables and running ``preexec_fn``.
+    Without ``prlimit`` the limits are set in the child by ``preexec_fn``, as before.
+    """
+    if PRLIMIT is None:
+        return argv, resource_limits(cpu_seconds=cpu_seconds, memory_mb=memory_mb)
+    limits = [PRLIMIT, f"--cpu={cpu_seconds}:{cpu_seconds + 5}", "--core=0"]
+    if memory_mb > 0:
+        limits.append(f"--as={memory_mb * 1024 * 1024}")
+    return [*limits, "--", *argv], None
 
 
 def resource_limits(*, cpu_seconds: int, memory_mb: int) -> Callable[[], None]:

@@ -418,6 +418,11 @@ def transcode(
         with Session(ctx.engine) as session:
             jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
 
+    argv, preexec_fn = ffmpeg.sandboxed(
+        argv,
+        cpu_seconds=int(settings.job_timeout_s) + 60,
+        memory_mb=settings.ffmpeg_memory_limit_mb,
+    )
     return ffmpeg.run_transcode(
         argv,
         on_input=on_input,
@@ -425,8 +430,5 @@ def transcode(
         max_duration_s=settings.max_media_duration_s,
         timeout_s=settings.job_timeout_s,
         progress_interval_s=settings.progress_interval_s,
-        preexec_fn=ffmpeg.resource_limits(
-            cpu_seconds=int(settings.job_timeout_s) + 60,
-            memory_mb=settings.ffmpeg_memory_limit_mb,
-        ),
+        preexec_fn=preexec_fn,
     )
