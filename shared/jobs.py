@@ -32,33 +32,6 @@ ACTIVE = (JobStatus.queued, JobStatus.processing)
 # --------------------------------------------------------------------------- uploads
 
 
-def create_upload(
-    *,
-    session: Session,
-    upload_id: str,
-    owner_id: str,
-    key: str,
-    filename: str,
-    content_type: str,
-    size_bytes: int,
-    expires_at: datetime,
-) -> Upload:
-    """One upload row, outside the tally the upload limits read (tests and tools); the
-    API records uploads with `record_uploads`."""
-    upload = Upload(
-        id=upload_id,
-        owner_id=owner_id,
-        key=key,
-        filename=filename,
-        content_type=content_type,
-        size_bytes=size_bytes,
-        expires_at=expires_at,
-    )
-    session.add(upload)
-    session.commit()
-    return upload
-
-
 def get_upload(*, session: Session, upload_id: str, owner_id: str | None = None) -> Upload:
     """The upload; another owner's upload is reported exactly like a missing one."""
     upload = session.get(Upload, upload_id)

@@ -34,7 +34,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from shared.config import Settings
@@ -70,6 +70,16 @@ class WorkerStorage(Protocol):
 class ObjectInfo:
     size_bytes: int
     content_type: str | None
+
+
+# The bucket's CORS rule (besides its origins), set by Storage and S3Lite alike: browsers
+# PUT uploads and GET downloads straight to storage.
+CORS_RULE: dict[str, Any] = {
+    "AllowedMethods": ["PUT", "GET", "HEAD"],
+    "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag", "Content-Length", "Content-Disposition"],
+    "MaxAgeSeconds": 3600,
+}
 
 
 # --------------------------------------------------------------------------- SigV4
@@ -584,11 +594,11 @@ def _cors_xml(origins: list[str]) -> bytes:
     rule = ET.SubElement(config, "CORSRule")
     for tag, values in (
         ("AllowedOrigin", origins),
-        ("AllowedMethod", ["PUT", "GET", "HEAD"]),
-        ("AllowedHeader", ["*"]),
-        ("ExposeHeader", ["ETag", "Content-Length", "Content-Disposition"]),
+        ("AllowedMethod", CORS_RULE["AllowedMethods"]),
+        ("AllowedHeader", CORS_RULE["AllowedHeaders"]),
+        ("ExposeHeader", CORS_RULE["ExposeHeaders"]),
     ):
         for value in values:
             ET.SubElement(rule, tag).text = value
-    ET.SubElement(rule, "MaxAgeSeconds").text = "3600"
+    ET.SubElement(rule, "MaxAgeSeconds").text = str(CORS_RULE["MaxAgeSeconds"])
     return ET.tostring(config)

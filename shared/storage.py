@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import boto3
@@ -27,11 +26,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
 from shared.errors import StorageError
+from shared.s3lite import CORS_RULE, ObjectInfo, presign_url
 from shared.s3lite import Credentials as SigV4Credentials
-from shared.s3lite import presign_url
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import CORSRuleTypeDef
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_KEY_NAME = 120
@@ -77,12 +77,6 @@ def content_disposition(filename: str) -> str:
     """RFC 6266 attachment header with an ASCII fallback and the UTF-8 name."""
     fallback = sanitize_filename(filename, default="audio.mp3")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    size_bytes: int
-    content_type: str | None
 
 
 def _client(settings: Settings, endpoint: str | None) -> S3Client:
@@ -243,13 +237,10 @@ class Storage:
                     Bucket=self.bucket,
                     CORSConfiguration={
                         "CORSRules": [
-                            {
-                                "AllowedOrigins": self.settings.s3_cors_origins,
-                                "AllowedMethods": ["PUT", "GET", "HEAD"],
-                                "AllowedHeaders": ["*"],
-                                "ExposeHeaders": ["ETag", "Content-Length", "Content-Disposition"],
-                                "MaxAgeSeconds": 3600,
-                            }
+                            cast(
+                                "CORSRuleTypeDef",
+                                {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE},
+                            )
                         ]
                     },
                 )

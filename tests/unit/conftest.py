@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -20,6 +21,7 @@ from sqlmodel import Session, create_engine
 from api import deps
 from shared.config import Settings
 from shared.db import create_tables
+from shared.models import Upload
 from shared.queue import Publisher
 from shared.storage import Storage
 from tests.fakes import FakePublisher, FakeStorage
@@ -161,3 +163,30 @@ def uploaded(client: TestClient, storage: FakeStorage) -> UploadFactory:
         return upload_id
 
     return create
+
+
+def add_upload(
+    *,
+    session: Session,
+    upload_id: str,
+    owner_id: str,
+    key: str,
+    filename: str,
+    content_type: str,
+    size_bytes: int,
+    expires_at: datetime,
+) -> Upload:
+    """An upload row for a test (outside the tally the upload limits read; the API
+    records uploads with `jobs.record_uploads`)."""
+    upload = Upload(
+        id=upload_id,
+        owner_id=owner_id,
+        key=key,
+        filename=filename,
+        content_type=content_type,
+        size_bytes=size_bytes,
+        expires_at=expires_at,
+    )
+    session.add(upload)
+    session.commit()
+    return upload

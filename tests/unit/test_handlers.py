@@ -22,7 +22,7 @@ from shared.models import Job, JobOptions, JobStatus
 from shared.queue import JobMessage, backoff_ms
 from shared.storage import Storage
 from tests.fakes import FakeStorage
-from tests.unit.conftest import make_settings
+from tests.unit.conftest import add_upload, make_settings
 from worker import ffmpeg, handlers
 from worker.handlers import Action, ConvertResult, JobContext, Outcome, process_message
 
@@ -41,7 +41,7 @@ def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobC
 
 def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
     with Session(engine, expire_on_commit=False) as session:
-        upload = jobs.create_upload(
+        upload = add_upload(
             session=session,
             upload_id=f"upload-{os.urandom(4).hex()}",
             owner_id="owner-1",

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from shared import jobs
 from shared.errors import ConflictError, NotFoundError
 from shared.models import Job, JobStatus
+from tests.unit.conftest import add_upload
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 def new_job(session: Session, upload_id: str = "u1") -> str:
-    upload = jobs.create_upload(
+    upload = add_upload(
         session=session,
         upload_id=upload_id,
         owner_id="owner-1",

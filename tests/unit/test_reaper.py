@@ -16,7 +16,7 @@ from shared.models import Job, JobStatus, Upload
 from shared.queue import Publisher
 from shared.storage import Storage
 from tests.fakes import FakePublisher, FakeStorage
-from tests.unit.conftest import make_settings
+from tests.unit.conftest import add_upload, make_settings
 from worker.reaper import Reaper
 
 LONG_AGO = datetime.now(UTC) - timedelta(hours=2)
@@ -29,7 +29,7 @@ def make_reaper(engine: Engine, storage: FakeStorage, publisher: FakePublisher) 
 
 def add_job(engine: Engine, upload_id: str, **values: object) -> Job:
     with Session(engine, expire_on_commit=False) as session:
-        upload = jobs.create_upload(
+        upload = add_upload(
             session=session,
             upload_id=upload_id,
             owner_id="owner-1",
@@ -111,7 +111,7 @@ def test_expired_unused_uploads_are_deleted_but_used_ones_kept(
 ) -> None:
     used = add_job(engine, "used")
     with Session(engine) as session:
-        jobs.create_upload(
+        add_upload(
             session=session,
             upload_id="idle",
             owner_id="owner-1",
