@@ -98,16 +98,7 @@ class AuthUser:
 
     @classmethod
     def of(cls, user: User) -> AuthUser:
-        created = as_utc(user.created_at)
-        assert created is not None
-        return cls(
-            id=user.id,
-            email=user.email,
-            created_at=created,
-            uploads_per_minute=user.uploads_per_minute,
-            max_active_jobs=user.max_active_jobs,
-            bytes_per_day=user.bytes_per_day,
-        )
+        return _auth_user(user)
 
 
 @dataclass
@@ -146,6 +137,7 @@ _USER_COLUMNS = (
 
 
 def _auth_user(row: object) -> AuthUser:
+    """From a `User` or a row of `_USER_COLUMNS` (same attribute names)."""
     created = as_utc(row.created_at)  # type: ignore[attr-defined]
     assert created is not None
     return AuthUser(
