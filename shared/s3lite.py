@@ -93,8 +93,12 @@ class Credentials:
     service: str = "s3"
 
 
+@functools.lru_cache(maxsize=4096)
 def _uri_encode(text: str) -> str:
-    """AWS's UriEncode for query names and values: everything but A-Z a-z 0-9 - _ . ~"""
+    """AWS's UriEncode for query names and values: everything but A-Z a-z 0-9 - _ . ~
+
+    Memoised: a presigned URL's names and most of its values (algorithm, credential,
+    expiry, signed headers) are the same from one URL to the next."""
     return quote(text, safe="-_.~")
 
 
@@ -131,13 +135,35 @@ def signature(
 ) -> tuple[str, str]:
     """(signed header names, signature) of a request. ``path`` is already URI-encoded
     (S3 does not encode it twice); every header given is signed."""
+    return _signature(
+        creds,
+        method=method,
+        path=path,
+        query=canonical_query(query),
+        headers=headers,
+        payload_hash=payload_hash,
+        timestamp=timestamp,
+    )
+
+
+def _signature(
+    creds: Credentials,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    payload_hash: str,
+    timestamp: str,
+) -> tuple[str, str]:
+    """`signature` of a query already in canonical form."""
     canon = {name.lower(): " ".join(str(value).split()) for name, value in headers.items()}
     signed = ";".join(sorted(canon))
     canonical_request = "\n".join(
         [
             method,
             path or "/",
-            canonical_query(query),
+            query,
             "".join(f"{name}:{canon[name]}\n" for name in sorted(canon)),
             signed,
             payload_hash,
@@ -184,16 +210,17 @@ def presign_url(
             "X-Amz-SignedHeaders": ";".join(sorted(h.lower() for h in signed_headers)),
         }
     )
-    _, sig = signature(
+    canonical = canonical_query(query)  # signed, then sent as it is
+    _, sig = _signature(
         creds,
         method=method,
         path=parts.path,
-        query=query,
+        query=canonical,
         headers=signed_headers,
         payload_hash=UNSIGNED_PAYLOAD,
         timestamp=timestamp,
     )
-    return f"{parts.scheme}://{parts.netloc}{parts.path}?{canonical_query(query)}&X-Amz-Signature={sig}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path}?{canonical}&X-Amz-Signature={sig}"
 
 
 # --------------------------------------------------------------------------- HTTP
