@@ -138,22 +138,33 @@ def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
 def run_job(message: JobMessage, ctx: JobContext, slot: Slot) -> Outcome:
     timing.start()
     with Session(ctx.engine, expire_on_commit=False) as session:
-        existing = session.get(Job, message.job_id)
-        if existing is None:
-            log.warning("unknown_job")
-            metrics.DEAD_LETTERED.labels("unknown_job").inc()
-            return Outcome(Action.DEAD_LETTER)
-        if existing.status in TERMINAL_STATUSES:
-            log.info("duplicate_delivery_ignored", status=existing.status)
-            return Outcome(Action.ACK)
-        if message.token is not None and message.token != existing.dispatch_token:
-            # An older copy of a job that has since been re-dispatched with a new token.
-            log.info("stale_message_ignored", status=existing.status)
-            return Outcome(Action.ACK)
-        token = existing.dispatch_token
-        job = jobs.start_attempt(session=session, job_id=message.job_id, token=token)
+        # The message's token is the one the row holds, unless the job was re-dispatched
+        # since: claim straight away (one UPDATE … RETURNING), and read the row only to
+        # tell why when that claims nothing.
+        job = None
+        if message.token is not None:
+            job = jobs.start_attempt(session=session, job_id=message.job_id, token=message.token)
         if job is None:
-            return Outcome(Action.ACK)
+            existing = session.get(Job, message.job_id)
+            if existing is None:
+                log.warning("unknown_job")
+                metrics.DEAD_LETTERED.labels("unknown_job").inc()
+                return Outcome(Action.DEAD_LETTER)
+            if existing.status in TERMINAL_STATUSES:
+                log.info("duplicate_delivery_ignored", status=existing.status)
+                return Outcome(Action.ACK)
+            if message.token is not None and message.token != existing.dispatch_token:
+                # An older copy of a job that has since been re-dispatched with a new token.
+                log.info("stale_message_ignored", status=existing.status)
+                return Outcome(Action.ACK)
+            if message.token is not None:  # active, ours, yet not claimed: a race lost
+                return Outcome(Action.ACK)
+            job = jobs.start_attempt(
+                session=session, job_id=message.job_id, token=existing.dispatch_token
+            )
+            if job is None:
+                return Outcome(Action.ACK)
+        token = job.dispatch_token
     timing.mark("claim")
     log.info("job_started", attempts=job.attempts)
 

@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import ratelimit
-from api.auth import CurrentUser, CurrentUserOrQueryToken
+from api.auth import BEARER_REQUIRED, CurrentUser, CurrentUserOrQueryToken, authenticate
 from api.deps import PublisherDep, SessionDep, SettingsDep, StorageDep, engine_of
 from api.errors import ApiError, error_responses
 from api.job_cache import CompletedJobCache
@@ -176,9 +176,12 @@ def list_jobs(
     response_model=JobPublic,
     responses=error_responses(401, 404, 422),
     summary="Get a job",
+    openapi_extra=BEARER_REQUIRED,
 )
-async def get_job(job_id: str, request: Request, user: CurrentUser) -> Response:
+async def get_job(job_id: str, request: Request) -> Response:
     """Status, progress (0..100), output facts when completed, error when failed."""
+    background = BackgroundTasks()
+    user = await authenticate(request, background)
     cache: CompletedJobCache = request.app.state.completed_jobs
     cached = cache.get(job_id)
     if cached is not None:
@@ -191,7 +194,7 @@ async def get_job(job_id: str, request: Request, user: CurrentUser) -> Response:
         if job.status == JobStatus.completed:
             cache.put(job_id, job.owner_id, body)
     # Already JobPublic's JSON: not validated and serialised again by FastAPI.
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", background=background)
 
 
 def _read_job(engine: Engine, job_id: str, owner_id: str) -> Job:

@@ -359,3 +359,26 @@ def test_sqlite_write_transactions_of_one_process_take_turns(file_engine: Engine
     thread.join()
     assert events == ["first begins", "first ends", "second begins"]
     file_engine.dispose()
+
+
+def test_key_used_only_to_poll_a_job_has_its_use_recorded(
+    client: TestClient, storage: FakeStorage, engine: Engine, account: Callable[[str], Account]
+) -> None:
+    # GET /v1/jobs/{id} authenticates inside the route, not through the dependency
+    user_id, key = account("ada@example.com")
+    grant = client.post(
+        "/v1/uploads",
+        json={"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 10},
+        headers=auth(key),
+    ).json()
+    storage.put_presigned(grant["url"], b"\0" * 10, grant["headers"])
+    job_id = client.post(
+        "/v1/jobs", json={"upload_id": grant["upload_id"]}, headers=auth(key)
+    ).json()["id"]
+    with Session(engine, expire_on_commit=False) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        record, poller = users.create_api_key(session=session, user=user, name="poller")
+    assert client.get(f"/v1/jobs/{job_id}", headers=auth(poller)).status_code == 200
+    with Session(engine) as session:
+        assert session.get(ApiKey, record.id).last_used_at is not None  # type: ignore[union-attr]

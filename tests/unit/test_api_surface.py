@@ -253,6 +253,19 @@ def test_openapi_error_responses_of_v1_routes_use_error_response(
     assert wrong == []
 
 
+def test_openapi_says_which_routes_need_a_bearer_credential(openapi: dict[str, Any]) -> None:
+    open_routes = {("/v1/auth/login", "post"), ("/v1/auth/refresh", "post")}
+    for path, ops in openapi["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            expected: list[dict[str, list[str]]] | None = (
+                None if (path, method) in open_routes else [{"HTTPBearer": []}]
+            )
+            assert op.get("security") == expected, (method, path)
+    assert openapi["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
 def test_openapi_documents_the_contract_statuses(openapi: dict[str, Any]) -> None:
     paths = openapi["paths"]
 

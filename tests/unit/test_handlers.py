@@ -72,8 +72,8 @@ def load(engine: Engine, job_id: str) -> Job:
         return job
 
 
-def deliver(job_id: str, ctx: JobContext, attempt: int = 1) -> Outcome:
-    return process_message(JobMessage(job_id=job_id, attempt=attempt).encode(), ctx)
+def deliver(job_id: str, ctx: JobContext, attempt: int = 1, token: str | None = None) -> Outcome:
+    return process_message(JobMessage(job_id=job_id, attempt=attempt, token=token).encode(), ctx)
 
 
 def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple[str, str]]:
@@ -170,6 +170,63 @@ def test_redelivered_failed_job_is_acked_without_another_attempt(
     deliver(job_id, ctx)
 
     assert deliver(job_id, ctx) == Outcome(Action.ACK)
+    assert load(engine, job_id).attempts == 1
+
+
+def test_message_with_the_jobs_current_token_claims_and_completes_it(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    calls = use_convert(monkeypatch, succeeding)
+
+    assert deliver(job_id, ctx, token=load(engine, job_id).dispatch_token) == Outcome(Action.ACK)
+
+    assert len(calls) == 1
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.completed, 1)
+
+
+def test_message_with_an_old_token_is_acked_without_touching_the_job(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job that was re-dispatched (new token) after this message was published
+    job_id = make_job(engine)
+    calls = use_convert(monkeypatch, succeeding)
+    before = load(engine, job_id)
+
+    outcome = deliver(job_id, ctx, token="an-older-token")
+
+    assert outcome == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.attempts, after.updated_at) == (
+        JobStatus.queued,
+        0,
+        before.updated_at,
+    )
+
+
+@pytest.mark.parametrize("token", ["some-token", None], ids=["tokened", "legacy"])
+def test_unknown_job_goes_to_dead_letter_with_or_without_a_token(
+    token: str | None, ctx: JobContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = use_convert(monkeypatch, succeeding)
+
+    assert deliver("no-such-job", ctx, token=token) == Outcome(Action.DEAD_LETTER)
+    assert calls == []
+
+
+def test_redelivered_completed_job_with_its_token_is_acked_and_not_converted_again(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    token = load(engine, job_id).dispatch_token
+    calls = use_convert(monkeypatch, succeeding)
+    assert deliver(job_id, ctx, token=token) == Outcome(Action.ACK)
+
+    assert deliver(job_id, ctx, token=token) == Outcome(Action.ACK)
+
+    assert len(calls) == 1
     assert load(engine, job_id).attempts == 1
 
 
