@@ -1,14 +1,23 @@
 """RabbitMQ consumer: jobs on worker threads, acks on the I/O thread.
 
-Prefetch is the concurrency, plus one for each job whose ffmpeg has exited but which is
-still uploading its MP3 and recording the result (``worker.handlers.Slots``): the next
-encode starts while that finishes, and a worker that hangs mid-encode holds no more
-messages than it is running, so the reaper's re-dispatch goes to a live worker.
+A worker holds at most its concurrency in messages, plus one for each job whose ffmpeg
+has exited but which is still uploading its MP3 and recording the result
+(``worker.handlers.Slots``): the next encode starts while that finishes, and a worker
+that hangs mid-encode holds no more messages than it is running, so the reaper's
+re-dispatch goes to a live worker.
+
+RabbitMQ applies a consumer's prefetch when the consumer is created (``basic.qos`` with
+``global=false`` changes it only for consumers created after it, and quorum queues
+refuse ``global=true``), so the window is not widened by changing the prefetch. Instead
+each message comes through a consumer of its own, a "lane" with prefetch 1: a worker
+opens ``concurrency`` lanes; a job opens the lane for the next message as soon as its
+ffmpeg exits (or, if it never gets that far, when it is settled), and its own lane is
+cancelled before its message is settled, so the lane can take no second message.
 
 ffmpeg runs in a thread pool so that pika's BlockingConnection keeps servicing
 heartbeats on the main thread; results come back through
 ``connection.add_callback_threadsafe`` (pika is not thread-safe). On stop: cancel the
-consumer, let running jobs finish up to the drain timeout, settle them, close. Anything
+lanes, let running jobs finish up to the drain timeout, settle them, close. Anything
 still unacked when the connection closes goes back to the queue.
 """
 
@@ -53,12 +62,16 @@ class Consumer:
         # Shared with the handler (JobContext.stopping): a job still waiting for an
         # ffmpeg slot when the worker stops is given back instead of started.
         self._stop = stop or threading.Event()
-        self._post: set[int] = set()  # delivery tags of jobs past their ffmpeg run
+        # I/O thread only: the lanes (consumer tag -> delivery tag of the message it
+        # brought, None while it waits for one), each delivery's lane, and the deliveries
+        # whose job has already opened the lane for the next message.
+        self._lanes: dict[str, int | None] = {}
+        self._lane_of: dict[int, str] = {}
+        self._replaced: set[int] = set()
         self._current = threading.local()  # the delivery tag a pool thread works on
         self._in_flight: set[Future[Outcome]] = set()
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
-        self._consumer_tag: str | None = None
         self._names: QueueNames | None = None
         self.connected = threading.Event()
 
@@ -78,7 +91,8 @@ class Consumer:
 
     @property
     def prefetch(self) -> int:
-        return self.settings.worker_concurrency + len(self._post)
+        """Messages this worker may hold: its open lanes (one message each)."""
+        return len(self._lanes)
 
     def slot_released(self) -> None:
         """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
@@ -86,23 +100,38 @@ class Consumer:
         if tag is None or conn is None:
             return
         try:
-            conn.add_callback_threadsafe(functools.partial(self._set_post, tag, True))
+            conn.add_callback_threadsafe(functools.partial(self._replace, tag))
         except Exception:  # connection gone: nothing to widen
             pass
 
-    def _set_post(self, tag: int, post: bool) -> None:
+    def _replace(self, tag: int) -> None:
+        """Runs on the I/O thread: open the lane for the message after ``tag``'s, once."""
+        if tag in self._replaced or tag not in self._lane_of:
+            return  # already replaced, or settled (or of a channel since closed)
+        self._replaced.add(tag)
+        self._open_lane()
+
+    def _open_lane(self) -> None:
         """Runs on the I/O thread."""
-        before = self.prefetch
-        if post:
-            self._post.add(tag)
-        else:
-            self._post.discard(tag)
-        channel = self._channel
-        if self.prefetch != before and channel is not None and channel.is_open:
-            try:
-                channel.basic_qos(prefetch_count=self.prefetch)
-            except (pika.exceptions.AMQPError, OSError):
-                log.warning("prefetch_change_failed", exc_info=True)
+        channel, names = self._channel, self._names
+        if self._stop.is_set() or channel is None or not channel.is_open or names is None:
+            return
+        try:
+            self._lanes[channel.basic_consume(names.main, self._on_message)] = None
+        except (pika.exceptions.AMQPError, OSError):
+            log.warning("lane_open_failed", exc_info=True)
+
+    def _close_lane(self, channel: BlockingChannel, tag: int) -> None:
+        """Runs on the I/O thread: cancel the lane that brought ``tag`` (before it is
+        settled, so that the lane cannot be given another message)."""
+        lane = self._lane_of.pop(tag, None)
+        if lane is None or lane not in self._lanes:  # gone with a drain or a reconnect
+            return
+        del self._lanes[lane]
+        try:
+            channel.basic_cancel(lane)
+        except (pika.exceptions.AMQPError, OSError):
+            log.warning("lane_close_failed", exc_info=True)
 
     # ------------------------------------------------------------------ main loop
 
@@ -127,9 +156,12 @@ class Consumer:
         self._channel = channel
         self._names = declare_topology(channel, self.settings)
         channel.confirm_delivery()
-        self._post.clear()
-        channel.basic_qos(prefetch_count=self.prefetch)
-        self._consumer_tag = channel.basic_consume(self._names.main, self._on_message)
+        self._lanes.clear()
+        self._lane_of.clear()
+        self._replaced.clear()
+        channel.basic_qos(prefetch_count=1)  # per consumer: one message a lane
+        for _ in range(self.settings.worker_concurrency):
+            self._open_lane()
         self.connected.set()
         log.info("consuming", queue=self._names.main, prefetch=self.prefetch)
         while not self._stop.is_set():
@@ -138,11 +170,14 @@ class Consumer:
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, _props: BasicProperties, body: bytes
     ) -> None:
-        future = self.pool.submit(self._handle, method.delivery_tag, body)
+        tag = method.delivery_tag
+        if method.consumer_tag in self._lanes:
+            self._lanes[method.consumer_tag] = tag
+            self._lane_of[tag] = method.consumer_tag
+        future = self.pool.submit(self._handle, tag, body)
         self._in_flight.add(future)
         conn = self._conn
         assert conn is not None
-        tag = method.delivery_tag
 
         def done(fut: Future[Outcome]) -> None:
             try:
@@ -175,10 +210,13 @@ class Consumer:
     ) -> None:
         """Runs on the I/O thread."""
         self._in_flight.discard(fut)
-        if tag in self._post and channel is self._channel:
-            self._set_post(tag, False)
         if not channel.is_open:
             return  # unacked messages of a closed channel are redelivered by the broker
+        if channel is self._channel:
+            self._close_lane(channel, tag)
+            if tag not in self._replaced:
+                self._open_lane()  # this job never reached the end of its ffmpeg run
+            self._replaced.discard(tag)
         try:
             if outcome.action is Action.ACK:
                 channel.basic_ack(tag)
@@ -208,8 +246,9 @@ class Consumer:
         conn, channel = self._conn, self._channel
         if conn is not None and conn.is_open and channel is not None and channel.is_open:
             try:
-                if self._consumer_tag:
-                    channel.basic_cancel(self._consumer_tag)
+                for lane in list(self._lanes):
+                    channel.basic_cancel(lane)
+                self._lanes.clear()
                 deadline = time.monotonic() + self.settings.worker_drain_timeout_s
                 if self._in_flight:
                     log.info("draining", running=len(self._in_flight))

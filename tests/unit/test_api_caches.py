@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.upload_writer import UploadWriter
 from shared import jobs, users
@@ -183,25 +183,31 @@ def test_key_use_is_written_at_most_once_a_minute(
 # --------------------------------------------------------------------------- jobs
 
 
-def test_completed_job_is_served_from_memory_to_its_owner_only(
-    client: TestClient, storage: FakeStorage, engine: Engine, account: Callable[[str], Account]
-) -> None:
-    _, key = account("ada@example.com")
+def create_job(client: TestClient, storage: FakeStorage, key: str) -> str:
+    """Upload a small file with ``key`` and queue its job, as a client does."""
     grant = client.post(
         "/v1/uploads",
         json={"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 10},
         headers=auth(key),
     ).json()
     storage.put_presigned(grant["url"], b"\0" * 10, grant["headers"])
-    job_id = client.post(
+    job_id: str = client.post(
         "/v1/jobs", json={"upload_id": grant["upload_id"]}, headers=auth(key)
     ).json()["id"]
+    return job_id
+
+
+def test_completed_job_is_served_from_memory_to_its_owner_only(
+    client: TestClient, storage: FakeStorage, engine: Engine, account: Callable[[str], Account]
+) -> None:
+    _, key = account("ada@example.com")
+    job_id = create_job(client, storage, key)
     finish(engine, job_id)
     first = client.get(f"/v1/jobs/{job_id}", headers=auth(key))
     assert first.json()["status"] == "completed"
     # A change no worker could make shows that the second answer came from memory.
     with Session(engine) as session:
-        session.execute(update(Job).where(Job.id == job_id).values(output_size_bytes=1))
+        session.execute(update(Job).where(col(Job.id) == job_id).values(output_size_bytes=1))
         session.commit()
     assert client.get(f"/v1/jobs/{job_id}", headers=auth(key)).content == first.content
     _, other = account("bob@example.com")
@@ -366,15 +372,7 @@ def test_key_used_only_to_poll_a_job_has_its_use_recorded(
 ) -> None:
     # GET /v1/jobs/{id} authenticates inside the route, not through the dependency
     user_id, key = account("ada@example.com")
-    grant = client.post(
-        "/v1/uploads",
-        json={"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 10},
-        headers=auth(key),
-    ).json()
-    storage.put_presigned(grant["url"], b"\0" * 10, grant["headers"])
-    job_id = client.post(
-        "/v1/jobs", json={"upload_id": grant["upload_id"]}, headers=auth(key)
-    ).json()["id"]
+    job_id = create_job(client, storage, key)
     with Session(engine, expire_on_commit=False) as session:
         user = session.get(User, user_id)
         assert user is not None
