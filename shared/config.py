@@ -85,6 +85,11 @@ class Settings(BaseSettings):
 
     # Worker
     worker_concurrency: int = Field(default=1, ge=1, le=64)
+    # Inputs this short (seconds of media) encode in well under a second here: the job
+    # takes the next message as soon as ffmpeg has described its input, so the broker's
+    # round trip and the next claim overlap the encode. Longer ones wait for ffmpeg's
+    # exit, so a message never waits long in a busy worker. 0 turns it off.
+    worker_lookahead_s: float = Field(default=60.0, ge=0)
     worker_drain_timeout_s: float = 1560.0
     worker_metrics_port: int = 9100
     # Below RabbitMQ's default consumer_timeout (30 min); raise both together (docs/ARCHITECTURE.md).

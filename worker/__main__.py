@@ -80,7 +80,7 @@ def main() -> int:
 
     ctx = JobContext(settings=settings, engine=engine, storage=storage)
     consumer = Consumer(settings, lambda body: process_message(body, ctx), stop=ctx.stopping)
-    ctx.slots.on_release = consumer.slot_released
+    ctx.slots.bind_next = consumer.bind_next
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if consumer.stopping:

@@ -94,15 +94,24 @@ class Consumer:
         """Messages this worker may hold: its open lanes (one message each)."""
         return len(self._lanes)
 
-    def slot_released(self) -> None:
-        """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
+    def bind_next(self) -> Callable[[], None]:
+        """Called on a pool thread: a function that any thread may call, once its job's
+        ffmpeg is done or nearly done, to take one more message (the lane after it)."""
         tag, conn = getattr(self._current, "tag", None), self._conn
         if tag is None or conn is None:
-            return
-        try:
-            conn.add_callback_threadsafe(functools.partial(self._replace, tag))
-        except Exception:  # connection gone: nothing to widen
-            pass
+            return _nothing
+
+        def let_next_in() -> None:
+            try:
+                conn.add_callback_threadsafe(functools.partial(self._replace, tag))
+            except Exception:  # connection gone: nothing to widen
+                pass
+
+        return let_next_in
+
+    def slot_released(self) -> None:
+        """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
+        self.bind_next()()
 
     def _replace(self, tag: int) -> None:
         """Runs on the I/O thread: open the lane for the message after ``tag``'s, once."""
@@ -265,6 +274,10 @@ class Consumer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.connected.clear()
         log.info("stopped")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _next_attempt(body: bytes) -> bytes:

@@ -60,14 +60,17 @@ class Slots:
     """At most ``concurrency`` ffmpeg runs at once in this worker.
 
     A job gives its slot back as soon as its ffmpeg exits, before it uploads the MP3 and
-    records the result; ``on_release`` (set by the consumer) then lets one more message
-    in, so the next encode overlaps that work instead of waiting for it. A wait for a
-    slot that ends because the worker is stopping gives the message back untouched.
+    records the result, and lets one more message in then, so the next encode overlaps
+    that work instead of waiting for it; a job whose input is short asks for that message
+    earlier, once ffmpeg has described the input (``Slot.let_next_in``). ``bind_next``
+    (set by the consumer, called on the job's own thread) gives the function that lets
+    the message after this job's in. A wait for a slot that ends because the worker is
+    stopping gives the message back untouched.
     """
 
     def __init__(self, concurrency: int) -> None:
         self._sem = threading.BoundedSemaphore(concurrency)
-        self.on_release: Callable[[], None] | None = None
+        self.bind_next: Callable[[], Callable[[], None]] | None = None
 
     @contextmanager
     def take(self, stopping: threading.Event) -> Iterator[Slot | None]:
@@ -75,7 +78,7 @@ class Slots:
             if stopping.is_set():
                 yield None
                 return
-        slot = Slot(self)
+        slot = Slot(self, self.bind_next() if self.bind_next is not None else None)
         try:
             yield None if stopping.is_set() else slot
         finally:
@@ -83,10 +86,18 @@ class Slots:
 
 
 class Slot:
-    def __init__(self, slots: Slots) -> None:
+    def __init__(self, slots: Slots, next_in: Callable[[], None] | None = None) -> None:
         self._slots = slots
+        self._next_in = next_in
         self._lock = threading.Lock()
         self._held = True
+
+    def let_next_in(self) -> None:
+        """Let the message after this job's in (once; from any thread)."""
+        with self._lock:
+            next_in, self._next_in = self._next_in, None
+        if next_in is not None:
+            next_in()
 
     def release(self, *, early: bool = True) -> None:
         """Idempotent: released as soon as ffmpeg exits, and again (no-op) at the end."""
@@ -95,8 +106,8 @@ class Slot:
                 return
             self._held = False
             self._slots._sem.release()
-        if early and self._slots.on_release is not None:
-            self._slots.on_release()
+        if early:
+            self.let_next_in()
 
 
 @dataclass
@@ -357,11 +368,11 @@ def convert(
         out_path = workdir / "out.mp3"
         stream_copy = ffmpeg.can_stream_copy(input_key, options)
         try:
-            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy, slot)
         except ffmpeg.CopyNotPossible:
             log.info("stream_copy_not_possible")  # named .mp3, but the audio is not MP3
             stream_copy = False
-            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy, slot)
         except MediaError as exc:
             if is_truncated_mp4(exc, input_key, ctx):
                 raise MediaError(
@@ -403,6 +414,7 @@ def transcode(
     job_id: str,
     token: str | None,
     stream_copy: bool,
+    slot: Slot | None = None,
 ) -> ffmpeg.Transcoded:
     settings = ctx.settings
     argv = ffmpeg.transcode_argv(
@@ -416,6 +428,14 @@ def transcode(
 
     def on_input(probe: ffmpeg.ProbeResult) -> None:
         check_input_limits(probe, settings)
+        if (
+            slot is not None
+            and probe.duration_s
+            and probe.duration_s <= settings.worker_lookahead_s
+        ):
+            # A short input's encode ends soon: the next message may wait for it here
+            # rather than in the broker for the round trip after it.
+            slot.let_next_in()
         audio = probe.first_audio
         log.info(
             "input_probed",

@@ -451,6 +451,40 @@ def test_next_job_starts_while_the_previous_one_uploads(
     assert load(engine, first).status == load(engine, second).status == JobStatus.completed
 
 
+@pytest.mark.parametrize(
+    ("media_s", "expected"),
+    [(30.0, ["next message", "ffmpeg exited"]), (600.0, ["ffmpeg exited", "next message"])],
+    ids=["short-input-asks-early", "long-input-asks-at-exit"],
+)
+def test_when_a_job_lets_the_next_message_in_depends_on_its_inputs_length(
+    media_s: float,
+    expected: list[str],
+    ctx: JobContext,
+    engine: Engine,
+    fake_ffmpeg: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker that looks ahead for inputs of up to 60 s (the default)
+    assert ctx.settings.worker_lookahead_s == 60.0
+    events: list[str] = []
+    ctx.slots.bind_next = lambda: lambda: events.append("next message")
+    fake_run = ffmpeg.run_transcode
+
+    def run_transcode(argv: list[str], **kw: Any) -> ffmpeg.Transcoded:
+        result = fake_run(argv, **kw)
+        events.append("ffmpeg exited")
+        return result
+
+    monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
+    # When a job's ffmpeg describes an input of that length
+    fake_ffmpeg["input"] = probe_result(duration=media_s)
+
+    assert deliver(make_job(engine), ctx) == Outcome(Action.ACK)
+
+    # Then the next message is let in once: before ffmpeg exits only for a short input
+    assert events == expected
+
+
 def test_one_ffmpeg_at_a_time_with_concurrency_one(ctx: JobContext) -> None:
     with ctx.slots.take(ctx.stopping) as slot:
         assert slot is not None
