@@ -68,7 +68,7 @@ class Consumer:
         self._lanes: dict[str, int | None] = {}
         self._lane_of: dict[int, str] = {}
         self._replaced: set[int] = set()
-        self._current = threading.local()  # the delivery tag a pool thread works on
+        self._current = threading.local()  # (channel, delivery tag) a pool thread works on
         self._in_flight: set[Future[Outcome]] = set()
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -97,13 +97,15 @@ class Consumer:
     def bind_next(self) -> Callable[[], None]:
         """Called on a pool thread: a function that any thread may call, once its job's
         ffmpeg is done or nearly done, to take one more message (the lane after it)."""
-        tag, conn = getattr(self._current, "tag", None), self._conn
-        if tag is None or conn is None:
+        delivery: tuple[BlockingChannel, int] | None = getattr(self._current, "delivery", None)
+        conn = self._conn
+        if delivery is None or conn is None:
             return _nothing
+        replace = functools.partial(self._replace, *delivery)
 
         def let_next_in() -> None:
             try:
-                conn.add_callback_threadsafe(functools.partial(self._replace, tag))
+                conn.add_callback_threadsafe(replace)
             except Exception:  # connection gone: nothing to widen
                 pass
 
@@ -113,10 +115,10 @@ class Consumer:
         """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
         self.bind_next()()
 
-    def _replace(self, tag: int) -> None:
+    def _replace(self, channel: BlockingChannel, tag: int) -> None:
         """Runs on the I/O thread: open the lane for the message after ``tag``'s, once."""
-        if tag in self._replaced or tag not in self._lane_of:
-            return  # already replaced, or settled (or of a channel since closed)
+        if channel is not self._channel or tag in self._replaced or tag not in self._lane_of:
+            return  # of a channel since closed, already replaced, or settled
         self._replaced.add(tag)
         self._open_lane()
 
@@ -183,7 +185,7 @@ class Consumer:
         if method.consumer_tag in self._lanes:
             self._lanes[method.consumer_tag] = tag
             self._lane_of[tag] = method.consumer_tag
-        future = self.pool.submit(self._handle, tag, body)
+        future = self.pool.submit(self._handle, channel, tag, body)
         self._in_flight.add(future)
         conn = self._conn
         assert conn is not None
@@ -202,12 +204,12 @@ class Consumer:
 
         future.add_done_callback(done)
 
-    def _handle(self, tag: int, body: bytes) -> Outcome:
-        self._current.tag = tag
+    def _handle(self, channel: BlockingChannel, tag: int, body: bytes) -> Outcome:
+        self._current.delivery = (channel, tag)
         try:
             return self.handler(body)
         finally:
-            self._current.tag = None
+            self._current.delivery = None
 
     def _settle(
         self,

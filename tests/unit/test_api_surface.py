@@ -266,6 +266,22 @@ def test_openapi_says_which_routes_need_a_bearer_credential(openapi: dict[str, A
     assert openapi["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
+def test_openapi_documents_the_job_id_of_every_job_route(openapi: dict[str, Any]) -> None:
+    for path, ops in openapi["paths"].items():
+        if "{job_id}" not in path:
+            continue
+        for method, op in ops.items():
+            params = [p for p in op.get("parameters", []) if p["in"] == "path"]
+            assert params == [
+                {
+                    "in": "path",
+                    "name": "job_id",
+                    "required": True,
+                    "schema": {"title": "Job Id", "type": "string"},
+                }
+            ], (method, path)
+
+
 def test_openapi_documents_the_contract_statuses(openapi: dict[str, Any]) -> None:
     paths = openapi["paths"]
 
