@@ -64,8 +64,8 @@ class Slots:
     that work instead of waiting for it; a job whose input is short asks for that message
     earlier, once ffmpeg has described the input (``Slot.let_next_in``). ``bind_next``
     (set by the consumer, called on the job's own thread) gives the function that lets
-    the message after this job's in. A wait for a slot that ends because the worker is
-    stopping gives the message back untouched.
+    the message after this job's in. A job is claimed before it waits for its slot, so a
+    message let in early is claimed while the last encode ends, not after it.
     """
 
     def __init__(self, concurrency: int) -> None:
@@ -73,14 +73,13 @@ class Slots:
         self.bind_next: Callable[[], Callable[[], None]] | None = None
 
     @contextmanager
-    def take(self, stopping: threading.Event) -> Iterator[Slot | None]:
-        while not self._sem.acquire(timeout=0.1):
-            if stopping.is_set():
-                yield None
-                return
+    def take(self) -> Iterator[Slot]:
+        """Wait for a slot. Only claimed jobs wait, and a claimed job is never given
+        back: if the worker stops meanwhile, its drain finishes the job."""
+        self._sem.acquire()
         slot = Slot(self, self.bind_next() if self.bind_next is not None else None)
         try:
-            yield None if stopping.is_set() else slot
+            yield slot
         finally:
             slot.release(early=False)
 
@@ -139,15 +138,20 @@ def process_message(body: bytes, ctx: JobContext) -> Outcome:
 
 
 def process_job(message: JobMessage, ctx: JobContext) -> Outcome:
-    with ctx.slots.take(ctx.stopping) as slot:
-        if slot is None:
-            log.info("stopping_job_not_started")
-            return Outcome(Action.REQUEUE)
-        return run_job(message, ctx, slot)
-
-
-def run_job(message: JobMessage, ctx: JobContext, slot: Slot) -> Outcome:
+    if ctx.stopping.is_set():  # a message that arrives while the worker stops goes back
+        log.info("stopping_job_not_started")
+        return Outcome(Action.REQUEUE)
     timing.start()
+    claimed = claim(message, ctx)
+    if isinstance(claimed, Outcome):
+        return claimed
+    timing.mark("claim")
+    log.info("job_started", attempts=claimed.attempts)
+    return run_job(claimed, ctx)
+
+
+def claim(message: JobMessage, ctx: JobContext) -> Job | Outcome:
+    """The job, marked processing for this attempt; else what to do with the message."""
     with Session(ctx.engine, expire_on_commit=False) as session:
         # The message's token is the one the row holds, unless the job was re-dispatched
         # since: claim straight away (one UPDATE … RETURNING), and read the row only to
@@ -175,13 +179,20 @@ def run_job(message: JobMessage, ctx: JobContext, slot: Slot) -> Outcome:
             )
             if job is None:
                 return Outcome(Action.ACK)
-        token = job.dispatch_token
-    timing.mark("claim")
-    log.info("job_started", attempts=job.attempts)
+        return job
 
+
+def run_job(job: Job, ctx: JobContext) -> Outcome:
+    """Convert a claimed job (its lease renewed from here on) and record the outcome."""
+    token = job.dispatch_token
     started = time.monotonic()
     try:
-        with metrics.JOBS_IN_PROGRESS.track_inprogress(), lease(ctx, job.id, token):
+        with (
+            metrics.JOBS_IN_PROGRESS.track_inprogress(),
+            lease(ctx, job.id, token),
+            ctx.slots.take() as slot,
+        ):
+            timing.mark("slot")
             result = convert(
                 job.id,
                 job.input_key,

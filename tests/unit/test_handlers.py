@@ -402,13 +402,12 @@ def test_database_outage_gives_the_message_back(
 # --------------------------------------------------------------------------- ffmpeg slots
 
 
-def test_job_waiting_for_a_slot_when_the_worker_stops_is_given_back_untouched(
+def test_job_delivered_while_the_worker_stops_is_given_back_untouched(
     ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = use_convert(monkeypatch, succeeding)
     job_id = make_job(engine)
-    with ctx.slots.take(ctx.stopping) as running:  # another job's ffmpeg holds the slot
-        assert running is not None
+    with ctx.slots.take():  # another job's ffmpeg holds the slot
         ctx.stopping.set()
 
         assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
@@ -485,15 +484,39 @@ def test_when_a_job_lets_the_next_message_in_depends_on_its_inputs_length(
     assert events == expected
 
 
+def test_job_is_claimed_while_it_waits_for_its_slot_and_finished_if_the_worker_stops(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a message let in while another job's ffmpeg still holds the only slot
+    calls = use_convert(monkeypatch, succeeding)
+    job_id = make_job(engine)
+    outcome: list[Outcome] = []
+    with ctx.slots.take():
+        thread = threading.Thread(target=lambda: outcome.append(deliver(job_id, ctx)))
+        thread.start()
+        # Then it is claimed meanwhile, not once the slot is free
+        deadline = time.monotonic() + 10
+        while load(engine, job_id).status != JobStatus.processing:
+            assert time.monotonic() < deadline, "the job was not claimed while it waited"
+            time.sleep(0.01)
+        assert calls == []
+        # And once claimed it is not given back when the worker stops: the drain finishes it
+        ctx.stopping.set()
+    thread.join(timeout=10)
+
+    assert outcome == [Outcome(Action.ACK)]
+    assert len(calls) == 1
+    job = load(engine, job_id)
+    assert (job.status, job.attempts) == (JobStatus.completed, 1)
+
+
 def test_one_ffmpeg_at_a_time_with_concurrency_one(ctx: JobContext) -> None:
-    with ctx.slots.take(ctx.stopping) as slot:
-        assert slot is not None
+    with ctx.slots.take() as slot:
         taken = threading.Event()
 
         def other() -> None:
-            with ctx.slots.take(ctx.stopping) as second:
-                if second is not None:
-                    taken.set()
+            with ctx.slots.take():
+                taken.set()
 
         thread = threading.Thread(target=other)
         thread.start()
