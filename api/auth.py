@@ -114,16 +114,16 @@ class BearerUser(HTTPBearer):
     async def __call__(  # type: ignore[override]
         self, request: Request, background: BackgroundTasks
     ) -> AuthUser:
+        return await self.user_of(request, background)
+
+    async def user_of(self, request: Request, background: BackgroundTasks) -> AuthUser:
+        credentials = await super().__call__(request)
         return await resolve(
-            await self.credentials_of(request),
+            credentials.credentials if credentials else None,
             engine=engine_of(request),
             settings=request.app.state.settings,
             background=background,
         )
-
-    async def credentials_of(self, request: Request) -> str | None:
-        credentials = await super().__call__(request)
-        return credentials.credentials if credentials else None
 
 
 class BearerOrQueryTokenUser(HTTPBearer):
@@ -174,13 +174,7 @@ async def authenticate(request: Request, background: BackgroundTasks) -> AuthUse
     returns its response with ``background`` attached (a key's use is recorded after the
     response, as with the dependency). Only for routes whose other parameters cannot fail
     validation, so that a missing credential is still answered 401 before anything else."""
-    credentials = await current_user.credentials_of(request)
-    return await resolve(
-        credentials,
-        engine=engine_of(request),
-        settings=request.app.state.settings,
-        background=background,
-    )
+    return await current_user.user_of(request, background)
 
 
 CurrentUser = Annotated[AuthUser, Depends(current_user)]

@@ -59,13 +59,12 @@ class Consumer:
         self.pool = ThreadPoolExecutor(
             max_workers=2 * settings.worker_concurrency, thread_name_prefix="job"
         )
-        # Shared with the handler (JobContext.stopping): a job still waiting for an
-        # ffmpeg slot when the worker stops is given back instead of started.
+        # Shared with the handler (JobContext.stopping): a message that arrives while the
+        # worker stops is given back instead of started.
         self._stop = stop or threading.Event()
-        # I/O thread only: the lanes (consumer tag -> delivery tag of the message it
-        # brought, None while it waits for one), each delivery's lane, and the deliveries
-        # whose job has already opened the lane for the next message.
-        self._lanes: dict[str, int | None] = {}
+        # I/O thread only: the open lanes (consumer tags), each delivery's lane, and the
+        # deliveries whose job has already opened the lane for the next message.
+        self._lanes: set[str] = set()
         self._lane_of: dict[int, str] = {}
         self._replaced: set[int] = set()
         self._current = threading.local()  # (channel, delivery tag) a pool thread works on
@@ -111,10 +110,6 @@ class Consumer:
 
         return let_next_in
 
-    def slot_released(self) -> None:
-        """Called on a pool thread when its job's ffmpeg has exited: take one more message."""
-        self.bind_next()()
-
     def _replace(self, channel: BlockingChannel, tag: int) -> None:
         """Runs on the I/O thread: open the lane for the message after ``tag``'s, once."""
         if channel is not self._channel or tag in self._replaced or tag not in self._lane_of:
@@ -128,7 +123,7 @@ class Consumer:
         if self._stop.is_set() or channel is None or not channel.is_open or names is None:
             return
         try:
-            self._lanes[channel.basic_consume(names.main, self._on_message)] = None
+            self._lanes.add(channel.basic_consume(names.main, self._on_message))
         except (pika.exceptions.AMQPError, OSError):
             log.warning("lane_open_failed", exc_info=True)
 
@@ -138,7 +133,7 @@ class Consumer:
         lane = self._lane_of.pop(tag, None)
         if lane is None or lane not in self._lanes:  # gone with a drain or a reconnect
             return
-        del self._lanes[lane]
+        self._lanes.discard(lane)
         try:
             channel.basic_cancel(lane)
         except (pika.exceptions.AMQPError, OSError):
@@ -183,7 +178,6 @@ class Consumer:
     ) -> None:
         tag = method.delivery_tag
         if method.consumer_tag in self._lanes:
-            self._lanes[method.consumer_tag] = tag
             self._lane_of[tag] = method.consumer_tag
         future = self.pool.submit(self._handle, channel, tag, body)
         self._in_flight.add(future)

@@ -85,7 +85,7 @@ def test_next_message_arrives_while_the_previous_job_uploads(settings: Settings)
 
     def handler(body: bytes) -> Outcome:
         if body == b"first":
-            running.consumer.slot_released()
+            running.consumer.bind_next()()  # its slot released: ffmpeg has exited
             # When that job is still uploading its MP3 (it waits here, unacked)
             overlapped.append(second_started.wait(timeout=15))
         else:
@@ -141,7 +141,7 @@ def test_lanes_do_not_accumulate_over_many_jobs(settings: Settings) -> None:
             with lock:
                 done.append(body)
             return Outcome(Action.ACK)
-        running.consumer.slot_released()
+        running.consumer.bind_next()()  # its slot released: ffmpeg has exited
         time.sleep(0.01)
         with lock:
             done.append(body)
