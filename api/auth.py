@@ -9,7 +9,7 @@ Resolving runs on the event loop: a credential seen within `auth_cache_ttl_s` is
 answered from memory (shared/users.py), and only a miss reads the database, in a thread.
 A key's use is recorded at most once a minute, after the response is sent. Each is one
 dependency, an HTTPBearer (so OpenAPI documents the scheme) that returns the user;
-GET /v1/jobs/{id} calls `authenticate()` itself instead (see there).
+GET /v1/jobs/{id} and POST /v1/uploads call `authenticate()` themselves instead (see there).
 """
 
 from __future__ import annotations
@@ -168,12 +168,14 @@ BEARER_REQUIRED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 
 async def authenticate(request: Request, background: BackgroundTasks) -> AuthUser:
-    """`CurrentUser` for the hottest route (a job's status, polled), called by the route
-    itself: FastAPI's solving of a sub-dependency costs more than resolving a cached key
-    (about 15 µs a request). Such a route declares `openapi_extra=BEARER_REQUIRED` and
-    returns its response with ``background`` attached (a key's use is recorded after the
-    response, as with the dependency). Only for routes whose other parameters cannot fail
-    validation, so that a missing credential is still answered 401 before anything else."""
+    """`CurrentUser` for the hottest routes (a job's status, polled; an upload's URL),
+    called by the route itself: FastAPI's solving of a sub-dependency costs more than
+    resolving a cached key (about 15 µs a request). Such a route is documented as
+    depending on `CurrentUser` (`openapi_extra=BEARER_REQUIRED`, or a declared endpoint
+    served by its own handler: api/served.py), calls this before it reads anything else
+    of the request, so that a missing credential is 401 whatever the rest says, and
+    returns its response with ``background`` attached (a key's use is recorded after
+    the response, as with the dependency)."""
     return await current_user.user_of(request, background)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from api import upload_writer
 from api.upload_writer import UploadWriter
 from shared import jobs, users
 from shared.config import Settings
@@ -315,6 +316,56 @@ def test_uploads_committed_together_still_respect_the_per_minute_limit(
     file_engine.dispose()
 
 
+def record_in_own_loop(
+    writer: UploadWriter, engine: Engine, user: AuthUser, n: int
+) -> list[object]:
+    async def record_all() -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(writer.record(engine=engine, upload=new_upload(user), user=user) for _ in range(n)),
+            return_exceptions=True,
+        )
+
+    # A loop of its own in a thread: another test's loop may still run on this one.
+    with ThreadPoolExecutor(1) as pool:
+        return list(pool.submit(asyncio.run, record_all()).result(timeout=30))
+
+
+def test_upload_writer_thread_ends_when_idle_and_the_next_upload_starts_another(
+    file_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upload_writer, "IDLE_EXIT_S", 0.05)
+    user = new_user(file_engine)
+    writer = UploadWriter(make_settings())
+
+    assert record_in_own_loop(writer, file_engine, user, 3) == [None] * 3
+    first = writer._thread
+    deadline = time.monotonic() + 10
+    while writer._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writer._thread is None  # idle: ended
+    assert first is not None and not first.is_alive()
+
+    assert record_in_own_loop(writer, file_engine, user, 2) == [None] * 2
+    with file_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM upload")).scalar() == 5
+    file_engine.dispose()
+
+
+def test_a_database_failure_fails_its_uploads_and_the_writer_goes_on(
+    file_engine: Engine, tmp_path: Path
+) -> None:
+    user = new_user(file_engine)
+    writer = UploadWriter(make_settings())
+    no_tables = make_engine(make_settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}"))
+
+    failed = record_in_own_loop(writer, no_tables, user, 2)
+    assert all(isinstance(o, Exception) and "no such table" in str(o) for o in failed)
+
+    assert record_in_own_loop(writer, file_engine, user, 1) == [None]
+    no_tables.dispose()
+    file_engine.dispose()
+
+
 def test_upload_counts_leave_the_minute_window_but_stay_in_the_days(
     file_engine: Engine,
 ) -> None:
@@ -367,16 +418,27 @@ def test_sqlite_write_transactions_of_one_process_take_turns(file_engine: Engine
     file_engine.dispose()
 
 
-def test_key_used_only_to_poll_a_job_has_its_use_recorded(
-    client: TestClient, storage: FakeStorage, engine: Engine, account: Callable[[str], Account]
+@pytest.mark.parametrize("route", ["poll", "upload"])
+def test_key_used_only_on_a_self_authenticating_route_has_its_use_recorded(
+    client: TestClient,
+    storage: FakeStorage,
+    engine: Engine,
+    account: Callable[[str], Account],
+    route: str,
 ) -> None:
-    # GET /v1/jobs/{id} authenticates inside the route, not through the dependency
+    # GET /v1/jobs/{id} and POST /v1/uploads authenticate inside the route, not through
+    # the dependency
     user_id, key = account("ada@example.com")
     job_id = create_job(client, storage, key)
     with Session(engine, expire_on_commit=False) as session:
         user = session.get(User, user_id)
         assert user is not None
-        record, poller = users.create_api_key(session=session, user=user, name="poller")
-    assert client.get(f"/v1/jobs/{job_id}", headers=auth(poller)).status_code == 200
+        record, other = users.create_api_key(session=session, user=user, name=route)
+    if route == "poll":
+        response = client.get(f"/v1/jobs/{job_id}", headers=auth(other))
+    else:
+        body = {"filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 1}
+        response = client.post("/v1/uploads", json=body, headers=auth(other))
+    assert response.status_code in (200, 201)
     with Session(engine) as session:
         assert session.get(ApiKey, record.id).last_used_at is not None  # type: ignore[union-attr]

@@ -83,6 +83,14 @@ def test_every_route_without_credentials_is_401_unauthenticated(
     assert resp.headers["www-authenticate"] == "Bearer"
 
 
+def test_upload_without_credentials_is_401_whatever_its_body(client: TestClient) -> None:
+    # POST /v1/uploads reads its own body (api/served.py): the credential comes first
+    resp = client.post(
+        "/v1/uploads", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert_error_body(resp, 401, "unauthenticated")
+
+
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_refuses_a_wrong_key(client: TestClient, method: str, path: str) -> None:
     resp = client.request(method, path, json={}, headers=auth("v2m_not-a-real-key"))

@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, create_engine
 from structlog.testing import capture_logs
 
 from shared import jobs
 from shared.config import Settings
+from shared.db import create_tables
 from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import Job, JobOptions, JobStatus
 from shared.queue import JobMessage, backoff_ms
@@ -37,6 +38,25 @@ def worker_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobContext:
     return JobContext(settings=worker_settings, engine=engine, storage=cast(Storage, storage))
+
+
+@pytest.fixture
+def file_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A database each thread reaches through a connection of its own: the in-memory
+    one shares a single connection, so a test reading it while a job is delivered on
+    another thread would end (roll back) that thread's transaction."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}", connect_args={"timeout": 30})
+    create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def threaded_ctx(
+    worker_settings: Settings, file_engine: Engine, storage: FakeStorage
+) -> JobContext:
+    """`ctx` for tests that deliver on more than one thread at once."""
+    return JobContext(settings=worker_settings, engine=file_engine, storage=cast(Storage, storage))
 
 
 def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
@@ -418,8 +438,9 @@ def test_job_delivered_while_the_worker_stops_is_given_back_untouched(
 
 
 def test_next_job_starts_while_the_previous_one_uploads(
-    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any], storage: FakeStorage
+    threaded_ctx: JobContext, fake_ffmpeg: dict[str, Any], storage: FakeStorage
 ) -> None:
+    ctx, engine = threaded_ctx, threaded_ctx.engine
     first, second = make_job(engine), make_job(engine)
     second_done = threading.Event()
     uploads: list[bool] = []
@@ -485,8 +506,9 @@ def test_when_a_job_lets_the_next_message_in_depends_on_its_inputs_length(
 
 
 def test_job_is_claimed_while_it_waits_for_its_slot_and_finished_if_the_worker_stops(
-    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    threaded_ctx: JobContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ctx, engine = threaded_ctx, threaded_ctx.engine
     # Given a message let in while another job's ffmpeg still holds the only slot
     calls = use_convert(monkeypatch, succeeding)
     job_id = make_job(engine)
