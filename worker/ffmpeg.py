@@ -10,6 +10,7 @@ back and write the Xing/LAME header with the true duration.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import resource
@@ -505,7 +506,10 @@ def run_transcode(
                 # Unprefixed lines inside the header continue a metadata value: not ours.
                 stderr_tail.append(line[:300])
 
-    err_thread = threading.Thread(target=drain_stderr, daemon=True)
+    # In a copy of the caller's context: what on_input logs carries the job's bound ids.
+    err_thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(drain_stderr,), daemon=True
+    )
     err_thread.start()
 
     def kill_on_timeout() -> None:

@@ -6,6 +6,7 @@ thread); it returns an Outcome that the consumer carries out there.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import shutil
@@ -306,7 +307,9 @@ def lease(ctx: JobContext, job_id: str, token: str | None) -> Iterator[None]:
             except SQLAlchemyError:
                 log.warning("heartbeat_failed")
 
-    thread = threading.Thread(target=beat, daemon=True, name=f"lease-{job_id[:8]}")
+    thread = threading.Thread(  # in a copy of this context: its logs carry the job's ids
+        target=contextvars.copy_context().run, args=(beat,), daemon=True, name=f"lease-{job_id[:8]}"
+    )
     thread.start()
     try:
         yield

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import structlog
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 from structlog.testing import capture_logs
 
@@ -530,6 +532,30 @@ def test_job_is_claimed_while_it_waits_for_its_slot_and_finished_if_the_worker_s
     assert len(calls) == 1
     job = load(engine, job_id)
     assert (job.status, job.attempts) == (JobStatus.completed, 1)
+
+
+def test_a_failed_lease_renewal_is_logged_with_the_jobs_ids(
+    storage: FakeStorage, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(heartbeat_interval_s=0.01, tmp_dir=str(tmp_path))
+    ctx = JobContext(settings=settings, engine=engine, storage=cast(Storage, storage))
+
+    def unreachable(**_kw: Any) -> bool:
+        raise OperationalError("UPDATE job", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(jobs, "heartbeat", unreachable)
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        structlog.contextvars.bound_contextvars(job_id="job-1"),
+        handlers.lease(ctx, "job-1", token="t"),
+    ):
+        deadline = time.monotonic() + 10
+        while not any(e["event"] == "heartbeat_failed" for e in logs):
+            assert time.monotonic() < deadline, "no renewal was attempted"
+            time.sleep(0.01)
+
+    failed = [e for e in logs if e["event"] == "heartbeat_failed"]
+    assert failed[0]["job_id"] == "job-1"
 
 
 def test_one_ffmpeg_at_a_time_with_concurrency_one(ctx: JobContext) -> None:

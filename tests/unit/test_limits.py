@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import structlog
 
 from shared.errors import MediaError, TransientTranscodeError
 from shared.models import JobOptions
@@ -124,6 +125,21 @@ def test_progress_is_reported_against_the_duration_ffmpeg_printed() -> None:
     assert run.stderr_tail == ["[warning] a warning"]
     assert run.input.duration_s == 2.0 and run.input.first_audio.codec == "aac"
     assert described == [run.input]
+
+
+def test_what_the_input_description_callback_logs_carries_the_jobs_bound_ids() -> None:
+    # on_input runs on the thread that reads ffmpeg's stderr, in the caller's context
+    bound: list[dict[str, object]] = []
+
+    with structlog.contextvars.bound_contextvars(job_id="job-1", attempt=2):
+        run_transcode(
+            ["sh", "-c", HEADER + "echo out_time_us=1000000"],
+            on_input=lambda _probe: bound.append(structlog.contextvars.get_contextvars()),
+            on_progress=lambda _p: None,
+            timeout_s=10,
+        )
+
+    assert bound == [{"job_id": "job-1", "attempt": 2}]
 
 
 def test_input_refused_from_its_description_stops_ffmpeg_at_once() -> None:
