@@ -16,6 +16,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Tracebacks as data, without the frames' local variables: those can hold a password,
+    # a key or a presigned URL.
+    tracebacks = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )
     renderer: structlog.typing.Processor
     if use_console:
         colors = sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
@@ -23,7 +28,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         processors: list[structlog.typing.Processor] = [*shared_processors, renderer]
     else:
         renderer = structlog.processors.JSONRenderer()
-        processors = [*shared_processors, structlog.processors.dict_tracebacks, renderer]
+        processors = [*shared_processors, tracebacks, renderer]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -32,10 +37,28 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    # Libraries log through the standard library; keep them quiet and on the same stream.
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s"
+    # Libraries and uvicorn log through the standard library: the same renderer, the same
+    # stream, so a log collector reads one format. uvicorn's handlers are swapped for
+    # this one where it has set any (a logger it silenced, as --no-access-log does, stays
+    # silent); what it printed before the app was loaded stays as it was.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                *shared_processors,
+                *([] if use_console else [tracebacks]),
+            ],
+        )
     )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        if uvicorn_logger.handlers:
+            uvicorn_logger.handlers = [handler]
     for noisy in ("botocore", "urllib3", "boto3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pika logs every failed connection attempt with a traceback; we log our own one-line
