@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import structlog
+
+_QUERY_TOKEN = re.compile(r"(?<=[?&]access_token=)[^&\s]+")
+
+
+class RedactQueryTokens(logging.Filter):
+    """uvicorn's access lines with the value of a URL's `access_token` redacted: the two
+    routes a browser opens without headers take an access JWT there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_TOKEN.sub("[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
@@ -59,6 +75,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         uvicorn_logger = logging.getLogger(name)
         if uvicorn_logger.handlers:
             uvicorn_logger.handlers = [handler]
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryTokens) for f in access.filters):
+        access.addFilter(RedactQueryTokens())
     for noisy in ("botocore", "urllib3", "boto3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # pika logs every failed connection attempt with a traceback; we log our own one-line
