@@ -286,36 +286,6 @@ def new_upload(user: AuthUser, size_bytes: int = 10) -> NewUpload:
     )
 
 
-def test_uploads_committed_together_still_respect_the_per_minute_limit(
-    file_engine: Engine,
-) -> None:
-    # Given a user allowed 3 uploads a minute
-    user = new_user(file_engine, uploads_per_minute=3)
-    writer = UploadWriter(make_settings())
-
-    # When 5 arrive at once (one batch)
-    async def five() -> list[BaseException | None]:
-        return await asyncio.gather(
-            *(
-                writer.record(engine=file_engine, upload=new_upload(user), user=user)
-                for _ in range(5)
-            ),
-            return_exceptions=True,
-        )
-
-    # A loop of its own in a thread: another test's loop may still run on this one.
-    with ThreadPoolExecutor(1) as pool:
-        outcomes = pool.submit(asyncio.run, five()).result(timeout=30)
-    # Then the first 3 are recorded and the last 2 refused with a time to come back
-    assert outcomes[:3] == [None, None, None]
-    assert all(isinstance(o, RateLimitError) and 1 <= o.retry_after_s <= 60 for o in outcomes[3:])
-    with file_engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM upload")).scalar() == 3
-        usage = jobs.upload_usage(conn=conn, owner_id=user.id, now=utcnow())
-    assert (usage.recent_count, usage.window_bytes) == (3, 30)
-    file_engine.dispose()
-
-
 def record_in_own_loop(
     writer: UploadWriter, engine: Engine, user: AuthUser, n: int
 ) -> list[object]:
@@ -328,6 +298,25 @@ def record_in_own_loop(
     # A loop of its own in a thread: another test's loop may still run on this one.
     with ThreadPoolExecutor(1) as pool:
         return list(pool.submit(asyncio.run, record_all()).result(timeout=30))
+
+
+def test_uploads_committed_together_still_respect_the_per_minute_limit(
+    file_engine: Engine,
+) -> None:
+    # Given a user allowed 3 uploads a minute
+    user = new_user(file_engine, uploads_per_minute=3)
+    writer = UploadWriter(make_settings())
+
+    # When 5 arrive at once
+    outcomes = record_in_own_loop(writer, file_engine, user, 5)
+    # Then the first 3 are recorded and the last 2 refused with a time to come back
+    assert outcomes[:3] == [None, None, None]
+    assert all(isinstance(o, RateLimitError) and 1 <= o.retry_after_s <= 60 for o in outcomes[3:])
+    with file_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM upload")).scalar() == 3
+        usage = jobs.upload_usage(conn=conn, owner_id=user.id, now=utcnow())
+    assert (usage.recent_count, usage.window_bytes) == (3, 30)
+    file_engine.dispose()
 
 
 def test_upload_writer_thread_ends_when_idle_and_the_next_upload_starts_another(
