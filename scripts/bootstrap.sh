@@ -6,7 +6,7 @@
 #               with its rabbitmq_prometheus plugin on :15692)
 #   postgres    PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
 #   test-tools  what only the tests use from apt (chromium, nginx for `nginx -t`,
-#               prometheus/promtool)
+#               prometheus/promtool, tmux)
 #   bench-tools wrk, the HTTP load tool `make bench` uses
 #   monitor     `make monitor`: Prometheus in the foreground on 127.0.0.1:${PROMETHEUS_PORT:-9090},
 #               scraping `make run`'s API, its ${WORKERS:-1} worker(s) and RabbitMQ
@@ -137,6 +137,11 @@ install_test_tools() {
     say "installing nginx for 'nginx -t' (apt-get)"
     apt_install nginx-light
     $SUDO service nginx stop >/dev/null 2>&1 || true
+  fi
+  # tmux: the v2m tests watch its live progress rows in a real terminal.
+  if ! command -v tmux >/dev/null 2>&1; then
+    say "installing tmux (apt-get)"
+    apt_install tmux
   fi
   install_prometheus
 }
