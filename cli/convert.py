@@ -151,6 +151,8 @@ class Converter:
             return self._failed(path, job_id, exc.code, exc.message)
         except OSError as exc:
             return self._failed(path, job_id, "file_error", f"{exc.strerror or exc}.")
+        except Exception as exc:  # an answer v2m did not expect: this file fails, not the run
+            return self._failed(path, job_id, "unexpected_answer", f"{type(exc).__name__}: {exc}")
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._locks_lock:

@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 if TYPE_CHECKING:
@@ -148,7 +148,11 @@ class RichReporter(Reporter):
         self.console = console or Console()
         self.progress = Progress(
             TextColumn("{task.description}", style="bold"),
-            TextColumn("{task.fields[phase]}", style="cyan"),
+            TextColumn(  # fixed width: the bars do not jump as phases change
+                "{task.fields[phase]}",
+                style="cyan",
+                table_column=Column(width=11, no_wrap=True, overflow="ellipsis"),
+            ),
             BarColumn(),
             TaskProgressColumn(),
             TransferColumn(),
@@ -196,7 +200,7 @@ class RichReporter(Reporter):
                 reset(task, total=total, completed=int(total), phase=name, unit="")
                 self._overall_to(path, len(PHASES), 0.0)
             case "failed":
-                self.progress.update(task, phase=f"failed: {fields['code']}", unit="")
+                self.progress.update(task, phase="[red]failed", unit="")
                 self._overall_to(path, len(PHASES), 0.0)
                 self.progress.console.print(f"[red]{path.name}: {describe(name, fields)}")
             case "waiting":

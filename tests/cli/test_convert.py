@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cli.convert import Converter, Plan, clashing_outputs, content_type, output_path
@@ -169,3 +170,22 @@ def test_every_file_gets_an_outcome_whatever_the_parallelism(tmp_path: Path, par
         Plan({}, "mp3", parallel=parallel),
     )
     assert statuses == ["converted"] * 5
+
+
+def test_an_answer_v2m_cannot_read_fails_that_file_only(tmp_path: Path) -> None:
+    # Given an API whose upload answer for one file is not JSON (a proxy's page, say)
+    fake = FakeApi()
+
+    def before(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path == "/v1/uploads" and b'"bad.mp4"' in request.content:
+            return httpx.Response(201, text="<html>gateway</html>")
+        return None
+
+    fake.before = before
+    paths = files(tmp_path, good=b"video", bad=b"other video")
+    events, statuses = run(fake, paths, UploadState("http://api.test", tmp_path / "s.json"))
+    # Then that file fails with a reason and the other converts
+    assert statuses == ["converted", "failed"]
+    [failed] = [e for e in events if e["event"] == "failed"]
+    assert failed["code"] == "unexpected_answer"
+    assert "JSONDecodeError" in str(failed["message"])

@@ -274,3 +274,27 @@ def test_readme_commands(shared_stack: Stack, folder: Path) -> None:
     assert "Logged in to" in out.stdout and "dev@localhost" in out.stdout
     assert sorted(p.name for p in (folder / "mp3").iterdir()) == ["clip.mp3", "short.mp3"]
     assert "completed" in out.stdout
+
+
+def test_status_download_and_jobs_read_a_converted_file(shared_stack: Stack, folder: Path) -> None:
+    # Given a converted file
+    done = v2m(shared_stack, "convert", "short.mp4", "-o", "first", "--json", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    [saved] = [e for e in events(done.stdout) if e["event"] == "saved"]
+    job_id = saved["job_id"]
+    # Then its job reads as completed, lists among the jobs, and downloads again
+    status = v2m(shared_stack, "status", job_id, "--json", cwd=folder)
+    assert json.loads(status.stdout)["status"] == "completed"
+    listed = v2m(shared_stack, "jobs", "--status", "completed", "--json", cwd=folder)
+    assert job_id in [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    (folder / "again").mkdir()
+    got = v2m(shared_stack, "download", job_id, "-o", "again", cwd=folder)
+    assert got.returncode == 0, got.stderr
+    assert (folder / "again" / "short.mp3").read_bytes() == (
+        folder / "first" / "short.mp3"
+    ).read_bytes()
+    # And an existing file is not replaced, an unknown job is said so
+    again = v2m(shared_stack, "download", job_id, "-o", "again", cwd=folder)
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
+    unknown = v2m(shared_stack, "status", "no-such-job", cwd=folder)
+    assert unknown.returncode == 1 and "No job has that id." in unknown.stderr
