@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import uuid
@@ -298,3 +299,19 @@ def test_status_download_and_jobs_read_a_converted_file(shared_stack: Stack, fol
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
     unknown = v2m(shared_stack, "status", "no-such-job", cwd=folder)
     assert unknown.returncode == 1 and "No job has that id." in unknown.stderr
+
+
+def test_login_with_an_api_key_keeps_it_for_later_commands(
+    shared_stack: Stack, folder: Path, config_home: Path
+) -> None:
+    env = v2m_env(shared_stack)
+    key = env.pop("V2M_API_KEY")
+    login = subprocess.run(
+        [V2M, "login", "--api-key", key], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert login.returncode == 0, login.stderr
+    stored = config_home / "v2m" / "config.json"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    listed = subprocess.run([V2M, "jobs"], env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "status" in listed.stdout  # the table's header
