@@ -73,15 +73,6 @@ class Settings(BaseSettings):
     max_active_jobs: int = 20
     bytes_per_day: int = 200 * GiB
 
-    # How long an API process may answer from memory who an API key or access token
-    # belongs to (and that user's quotas) before asking the database again; 0 asks on
-    # every request. A revoked key or deactivated user keeps working in another API
-    # process for at most this long (docs/SECURITY.md).
-    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
-    # Completed jobs never change; each API process keeps this many in memory for
-    # GET /v1/jobs/{id} (0: none).
-    job_cache_entries: int = Field(default=4096, ge=0)
-
     # API
     cors_origins: list[str] = Field(default_factory=list)
     frontend_dir: str = "frontend"

@@ -73,7 +73,7 @@ def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts:
             size_bytes=4096,
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        job = jobs.create_job(
+        job = jobs.insert_job(
             session=session,
             upload=upload,
             options=options or {},

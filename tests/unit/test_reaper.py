@@ -39,7 +39,7 @@ def add_job(engine: Engine, upload_id: str, **values: object) -> Job:
             size_bytes=10,
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        job = jobs.create_job(
+        job = jobs.insert_job(
             session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
         )
         if values:
