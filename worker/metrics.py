@@ -114,7 +114,8 @@ def record_completed(*, input_bytes: int, output_bytes: int) -> None:
 def serve_health(
     port: int, healthy: Callable[[], bool], *, concurrency: int = 1
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on ``port`` in a daemon thread."""
+    """Serve /metrics and /healthz on ``port`` in a daemon thread; /healthz is 200 while
+    ``healthy()`` (the worker's loop turns), 503 otherwise."""
     CONCURRENCY.set(concurrency)
 
     class Handler(BaseHTTPRequestHandler):

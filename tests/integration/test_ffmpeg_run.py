@@ -14,7 +14,7 @@ from shared.models import JobOptions
 from tests.integration import media
 from tests.unit.conftest import make_settings
 from worker import ffmpeg
-from worker.handlers import check_input_limits
+from worker.convert import check_input_limits
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import structlog
@@ -10,8 +11,9 @@ import structlog
 from shared.errors import MediaError, TransientTranscodeError
 from shared.models import JobOptions
 from tests.unit.conftest import make_settings
+from worker import ffmpeg
+from worker.convert import check_input_limits, check_output
 from worker.ffmpeg import AudioStream, ProbeResult, run_transcode, transcode_argv
-from worker.handlers import check_input_limits, check_output
 
 
 def probe(
@@ -90,12 +92,69 @@ def test_output_size_cap_is_passed_to_ffmpeg() -> None:
     assert argv[-1] == "/tmp/out.mp3"
 
 
-def test_conversion_over_the_wall_clock_limit_is_killed_as_timeout() -> None:
-    start = time.monotonic()
-    with pytest.raises(TransientTranscodeError) as info:
+def test_conversion_over_the_wall_clock_limit_is_killed_as_a_permanent_timeout() -> None:
+    with pytest.raises(MediaError) as info:
         run_transcode(["sleep", "30"], on_progress=lambda _p: None, timeout_s=0.5)
-    assert info.value.code == "timeout" and info.value.retryable
-    assert time.monotonic() - start < 5
+
+    # The same input would run out of time again: one attempt, not max_attempts.
+    assert info.value.code == "timeout" and not info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "ffmpeg: error while loading shared libraries: libavcodec.so.59: "
+        "failed to map segment from shared object",
+        "[error] Error allocating the decoder context.",
+        "[aac @ 0x1] [error] decode failed: Cannot allocate memory",
+    ],
+    ids=["loader", "context", "enomem"],
+)
+def test_ffmpeg_out_of_address_space_fails_as_a_permanent_resource_limit(stderr: str) -> None:
+    # Given an ffmpeg that fails an allocation under its address-space limit
+    script = f"echo '{stderr}' >&2; exit 1"
+
+    with pytest.raises(MediaError) as info:
+        run_transcode(["sh", "-c", script], on_progress=lambda _p: None, timeout_s=10)
+
+    # Then the job fails once with resource_limit instead of being retried as transient
+    assert info.value.code == "resource_limit" and not info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("oom_kills_during_run", "code", "retryable"),
+    [(1, "resource_limit", False), (0, "transcode_interrupted", True)],
+    ids=["oom-killer", "other-kill"],
+)
+def test_a_sigkill_is_resource_limit_only_when_the_oom_killer_sent_it(
+    oom_kills_during_run: int,
+    code: str,
+    retryable: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Given the container's cgroup counter of OOM kills (cgroup v2's memory.events)
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n")
+    monkeypatch.setattr(ffmpeg.run, "OOM_COUNTERS", (tmp_path / "absent", events))
+    bump = f"echo 'oom_kill {2 + oom_kills_during_run}' > {events}; "
+
+    # When ffmpeg dies of SIGKILL
+    with pytest.raises((MediaError, TransientTranscodeError)) as info:
+        run_transcode(["sh", "-c", bump + "kill -9 $$"], on_progress=lambda _p: None, timeout_s=10)
+
+    # Then the kill counts against the input only if the counter moved meanwhile
+    assert (info.value.code, info.value.retryable) == (code, retryable)
+
+
+def test_oom_kill_count_reads_cgroup_v1_and_v2_and_is_none_without_either(
+    tmp_path: Path,
+) -> None:
+    v1 = tmp_path / "memory.oom_control"
+    v1.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n")
+
+    assert ffmpeg.oom_kills([tmp_path / "memory.events", v1]) == 7
+    assert ffmpeg.oom_kills([tmp_path / "nothing"]) is None
 
 
 HEADER = (
