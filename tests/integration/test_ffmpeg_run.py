@@ -82,3 +82,22 @@ def test_too_long_input_is_refused_before_it_is_converted(tmp_path: Path) -> Non
     assert info.value.code == "media_too_long"
     assert "longest accepted" in info.value.message
     assert time.monotonic() - started < 2  # stopped at the header, not after encoding
+
+
+def test_ffmpeg_over_its_address_space_limit_fails_as_a_permanent_resource_limit(
+    sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # Given a memory limit far below what ffmpeg needs (it cannot even map its libraries)
+    argv = ffmpeg.transcode_argv(
+        "ffmpeg", str(sample("short_clip")), str(tmp_path / "out.mp3"), JobOptions()
+    )
+    argv, preexec_fn = ffmpeg.sandboxed(argv, cpu_seconds=60, memory_mb=64)
+
+    # When it converts
+    with pytest.raises(MediaError) as info:
+        ffmpeg.run_transcode(
+            argv, on_progress=lambda _p: None, timeout_s=120, preexec_fn=preexec_fn
+        )
+
+    # Then the failure is resource_limit, which no retry would change
+    assert info.value.code == "resource_limit" and not info.value.retryable
