@@ -1,8 +1,10 @@
-"""One conversion: ffmpeg reads the input from storage, the MP3 is checked and uploaded.
+"""One conversion: ffprobe describes the input, ffmpeg converts it, the MP3 is checked
+and uploaded.
 
-The temp directory holds only the MP3 (ffmpeg reads the input through a presigned GET
-URL) and is always removed. ffmpeg describes its input before converting anything, and
-the input limits are enforced from that description (``check_input_limits``).
+Both read the input from storage through a presigned GET URL, so the temp directory
+holds only the MP3; it is always removed. The input limits are checked from ffprobe's
+JSON before ffmpeg starts (``check_input_limits``): facts never come from ffmpeg's log,
+where a file's metadata is printed verbatim.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def convert(
     token: str | None = None,
     key: str | None = None,
 ) -> ConvertResult:
-    """One ffmpeg run (it describes the input as it reads it), check, upload."""
+    """ffprobe, then one ffmpeg run, check, upload."""
     settings = ctx.settings
     input_url = ctx.storage.presign_internal_get(input_key, expires_s=settings.input_url_expires_s)
     workdir = Path(
@@ -103,11 +105,12 @@ def convert(
         out_path = workdir / "out.mp3"
         stream_copy = ffmpeg.can_stream_copy(input_key, options)
         try:
-            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+            probe = describe(input_url, settings)
+            run = transcode(input_url, out_path, options, ctx, probe, job_id, token, stream_copy)
         except ffmpeg.CopyNotPossible:
             log.info("stream_copy_not_possible")  # named .mp3, but the audio is not MP3
             stream_copy = False
-            run = transcode(input_url, out_path, options, ctx, job_id, token, stream_copy)
+            run = transcode(input_url, out_path, options, ctx, probe, job_id, token, stream_copy)
         except MediaError as exc:
             if is_truncated_mp4(exc, input_key, ctx):
                 raise MediaError(
@@ -121,7 +124,7 @@ def convert(
         result = mp3info.read_xing(out_path) or ffmpeg.probe(
             settings.ffprobe_bin, str(out_path), restrict_formats=False
         )
-        check_output(run.input, result, run.stderr_tail, out_path.stat().st_size, settings)
+        check_output(probe, result, run.stderr_tail, out_path.stat().st_size, settings)
         timing.mark("check")
         key = key or output_key(job_id)
         ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
@@ -138,11 +141,28 @@ def convert(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def describe(input_url: str, settings: Settings) -> ffmpeg.ProbeResult:
+    """ffprobe's description of the input, refused when it passes a limit."""
+    probe = ffmpeg.probe(settings.ffprobe_bin, input_url, memory_mb=settings.ffmpeg_memory_limit_mb)
+    check_input_limits(probe, settings)
+    audio = probe.first_audio
+    log.info(
+        "input_probed",
+        format=probe.format_name,
+        media_s=probe.duration_s,
+        codec=audio.codec,
+        channels=audio.channels,
+    )
+    timing.mark("probe")
+    return probe
+
+
 def transcode(
     input_url: str,
     out_path: Path,
     options: JobOptions,
     ctx: JobContext,
+    probe: ffmpeg.ProbeResult,
     job_id: str,
     token: str | None,
     stream_copy: bool,
@@ -158,17 +178,6 @@ def transcode(
         max_output_bytes=settings.max_output_bytes,
     )
 
-    def on_input(probe: ffmpeg.ProbeResult) -> None:
-        check_input_limits(probe, settings)
-        audio = probe.first_audio
-        log.info(
-            "input_probed",
-            format=probe.format_name,
-            media_s=probe.duration_s,
-            codec=audio.codec,
-            channels=audio.channels,
-        )
-
     def report(percent: int) -> None:
         with Session(ctx.engine) as session:
             jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
@@ -180,8 +189,8 @@ def transcode(
     )
     return ffmpeg.run_transcode(
         argv,
-        on_input=on_input,
         on_progress=report,
+        duration_s=probe.duration_s,
         max_duration_s=settings.max_media_duration_s,
         timeout_s=settings.job_timeout_s,
         progress_interval_s=settings.progress_interval_s,

@@ -472,30 +472,30 @@ def probe_result(
 
 @pytest.fixture
 def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Replace the ffmpeg run: it describes the input as AAC and writes 5000 bytes; the
-    MP3 it leaves has no Xing header, so the output is ffprobed (also replaced)."""
+    """Replace ffprobe and ffmpeg: the input is described as ``state["input"]`` (AAC), the
+    run writes 5000 bytes; that MP3 has no Xing header, so the output is ffprobed too."""
     state: dict[str, Any] = {
         "input": probe_result(),
         "argv": [],
         "fail": None,
         "fail_once": None,
-        "progress": [],
+        "probed": [],
     }
 
     def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
-        assert not url.startswith("http"), "the input is never probed separately"
+        state["probed"].append(url)
+        if url.startswith("http"):  # the input, through its presigned URL
+            result: ffmpeg.ProbeResult = state["input"]
+            return result
         return probe_result(codec="mp3", duration=9.99)
 
     def run_transcode(
         argv: list[str],
         *,
         on_progress: Callable[[int], None],
-        on_input: Callable[[ffmpeg.ProbeResult], None] | None = None,
         **_kw: Any,
     ) -> ffmpeg.Transcoded:
         state["argv"].append(argv)
-        if on_input is not None:
-            on_input(state["input"])
         Path(argv[-1]).write_bytes(b"\xff" * 5000)
         on_progress(42)
         if state["fail_once"] is not None:
@@ -503,7 +503,7 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise error
         if state["fail"] is not None:
             raise state["fail"]
-        return ffmpeg.Transcoded(input=state["input"], stderr_tail=[])
+        return ffmpeg.Transcoded(stderr_tail=[])
 
     monkeypatch.setattr(ffmpeg, "probe", probe)
     monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
@@ -541,6 +541,7 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     assert (len(stored.data), stored.content_type) == (5000, "audio/mpeg")
     [argv] = fake_ffmpeg["argv"]
     assert argv[argv.index("-i") + 1].startswith("http://s3.internal.test/")
+    assert fake_ffmpeg["probed"][0] == argv[argv.index("-i") + 1]  # ffprobe read it first
     assert load(engine, job_id).progress == 42
     assert leftovers(worker_settings) == []
 
@@ -555,8 +556,20 @@ def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
 
     assert error.value.code == "no_audio_stream"
     assert not error.value.retryable
-    assert len(fake_ffmpeg["argv"]) == 1  # refused from ffmpeg's own description
+    assert fake_ffmpeg["argv"] == []  # refused from ffprobe's description: ffmpeg never ran
     assert leftovers(worker_settings) == []
+
+
+def test_convert_refuses_an_input_over_the_duration_limit_before_ffmpeg_runs(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    fake_ffmpeg["input"] = probe_result(duration=ctx.settings.max_media_duration_s + 1)
+
+    with pytest.raises(MediaError) as error:
+        convert.convert(make_job(engine), "uploads/u/lecture.m4a", JobOptions(), ctx)
+
+    assert error.value.code == "media_too_long"
+    assert fake_ffmpeg["argv"] == []
 
 
 def test_convert_removes_its_temp_dir_when_ffmpeg_fails(

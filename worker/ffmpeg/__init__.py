@@ -2,7 +2,7 @@
 
 - ``args``: the command lines (protocol and format whitelists) and the child's limits
 - ``media``: what a file holds (``ProbeResult``), from ffprobe's JSON
-- ``stderr``: ffmpeg's description of its input, its progress lines, truncation words
+- ``progress``: ffmpeg's progress lines and the words that mark a cut-off input
 - ``errors``: an exit status and stderr mapped onto ``shared.errors``
 - ``run``: running ffmpeg (progress, limits, timeout) and ffprobe
 """
@@ -25,21 +25,14 @@ from worker.ffmpeg.errors import (
     too_long,
 )
 from worker.ffmpeg.media import AudioStream, ProbeResult, parse_probe
+from worker.ffmpeg.progress import looks_truncated, parse_progress_line, progress_percent
 from worker.ffmpeg.run import Transcoded, oom_kills, probe, run_transcode
-from worker.ffmpeg.stderr import (
-    InputHeader,
-    looks_truncated,
-    parse_progress_line,
-    progress_percent,
-    split_level,
-)
 
 __all__ = [
     "FORMAT_WHITELIST",
     "PRLIMIT",
     "AudioStream",
     "CopyNotPossible",
-    "InputHeader",
     "ProbeResult",
     "Transcoded",
     "can_stream_copy",
@@ -56,7 +49,6 @@ __all__ = [
     "resource_limits",
     "run_transcode",
     "sandboxed",
-    "split_level",
     "timed_out",
     "too_long",
     "transcode_argv",

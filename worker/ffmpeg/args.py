@@ -113,7 +113,7 @@ def transcode_argv(
     stream_copy: bool = False,
     max_output_bytes: int | None = None,
 ) -> list[str]:
-    """One ffmpeg run that reads (and describes) the input and writes the MP3.
+    """One ffmpeg run that reads the input and writes the MP3.
 
     Sample rates and channel layouts MP3 cannot carry are left to ffmpeg's format
     negotiation with the encoder: 5.1 becomes stereo, 96 kHz the nearest rate LAME
@@ -124,10 +124,10 @@ def transcode_argv(
         "-hide_banner",
         "-nostdin",
         "-nostats",
-        # info: the input's description (format, duration, streams) replaces a separate
-        # ffprobe run; the level prefix tells it from warnings and errors.
+        # Warnings and errors only: the input's description, which would print its
+        # metadata verbatim, comes from ffprobe's JSON instead.
         "-loglevel",
-        "level+info",
+        "level+warning",
         "-y",
         "-protocol_whitelist",
         protocol_whitelist(input_url),

@@ -1,14 +1,12 @@
-"""Running ffmpeg and ffprobe as subprocesses.
+"""Running ffprobe and ffmpeg as subprocesses.
 
-One ffmpeg run per job: it describes its input on stderr before converting anything,
-and the worker reads that description as it comes (``worker.ffmpeg.stderr``), enforcing
-the input limits from it and stopping ffmpeg as soon as one is passed. ffprobe remains
-for the rare MP3 output without a Xing header.
+ffprobe describes the input first (JSON: format, duration, audio streams), and the
+input limits are checked from that before ffmpeg starts; ffmpeg then converts, printing
+only warnings and errors on stderr and its progress on stdout.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import subprocess
 import threading
@@ -20,10 +18,10 @@ from pathlib import Path
 
 from shared.errors import AppError, MediaError, TransientTranscodeError
 from worker import metrics
-from worker.ffmpeg.args import probe_argv
+from worker.ffmpeg.args import probe_argv, sandboxed
 from worker.ffmpeg.errors import classify_failure, timed_out, too_long
 from worker.ffmpeg.media import ProbeResult, parse_probe
-from worker.ffmpeg.stderr import InputHeader, parse_progress_line, progress_percent, split_level
+from worker.ffmpeg.progress import parse_progress_line, progress_percent
 
 STDERR_TAIL_LINES = 20
 # The kernel's count of OOM kills in this container's memory cgroup (v2, then v1).
@@ -48,15 +46,25 @@ def oom_kills(paths: Iterable[Path] | None = None) -> int | None:
 
 
 def probe(
-    ffprobe: str, url: str, *, timeout_s: float = 120.0, restrict_formats: bool = True
+    ffprobe: str,
+    url: str,
+    *,
+    timeout_s: float = 120.0,
+    restrict_formats: bool = True,
+    memory_mb: int = 0,
 ) -> ProbeResult:
-    """Probe a media URL; MediaError when it is not media we accept."""
+    """Probe a media URL; MediaError when it is not media we accept.
+
+    ``memory_mb``: run ffprobe under the same CPU-time, address-space and core limits as
+    ffmpeg, for input nobody has checked yet.
+    """
+    argv = probe_argv(ffprobe, url, restrict_formats=restrict_formats)
+    preexec_fn = None
+    if memory_mb:
+        argv, preexec_fn = sandboxed(argv, cpu_seconds=int(timeout_s) + 5, memory_mb=memory_mb)
     try:
         proc = subprocess.run(
-            probe_argv(ffprobe, url, restrict_formats=restrict_formats),
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
+            argv, capture_output=True, timeout=timeout_s, check=False, preexec_fn=preexec_fn
         )
     except subprocess.TimeoutExpired as exc:
         raise TransientTranscodeError("Reading the input took too long.", code="timeout") from exc
@@ -76,8 +84,7 @@ def probe(
 
 @dataclass(frozen=True)
 class Transcoded:
-    input: ProbeResult  # what ffmpeg said of its input
-    stderr_tail: list[str]  # its last warnings and errors
+    stderr_tail: list[str]  # ffmpeg's last warnings and errors
 
 
 def run_transcode(
@@ -85,17 +92,15 @@ def run_transcode(
     *,
     on_progress: Callable[[int], None],
     timeout_s: float,
-    on_input: Callable[[ProbeResult], None] | None = None,
+    duration_s: float | None = None,
     max_duration_s: float | None = None,
     progress_interval_s: float = 1.0,
     preexec_fn: Callable[[], None] | None = None,
 ) -> Transcoded:
-    """Run ffmpeg, reporting progress at most once per interval.
+    """Run ffmpeg, reporting progress against ``duration_s`` at most once per interval.
 
-    ``on_input`` is called with the input's description as soon as ffmpeg prints it; an
-    AppError it raises stops ffmpeg and is raised here (that is how input limits are
-    enforced without a separate probe). Output past ``max_duration_s`` stops it too, for
-    inputs whose header gives no duration or a wrong one.
+    Output past ``max_duration_s`` stops it, for inputs whose container gives no duration
+    or a wrong one; so does ``timeout_s`` of wall time.
     """
     started = time.monotonic()
     oom_before = oom_kills()
@@ -106,7 +111,6 @@ def run_transcode(
         stderr=subprocess.PIPE,
         preexec_fn=preexec_fn,
     )
-    header = InputHeader()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     stopped_by: list[AppError] = []
     assert proc.stdout is not None and proc.stderr is not None
@@ -118,24 +122,10 @@ def run_transcode(
 
     def drain_stderr() -> None:
         for raw in iter(err_stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip()
-            level, message = split_level(line)
-            if level == "info":
-                if header.feed(level, message) and on_input is not None and not stopped_by:
-                    try:
-                        on_input(header.result())
-                    except AppError as exc:
-                        stop(exc)
-            elif level is not None or not header.format_name or header.complete:
-                # Unprefixed lines inside the header continue a metadata value: not ours.
-                stderr_tail.append(line[:300])
+            stderr_tail.append(raw.decode("utf-8", "replace").rstrip()[:300])
 
-    # In a copy of the caller's context: what on_input logs carries the job's bound ids.
-    err_thread = threading.Thread(
-        target=contextvars.copy_context().run, args=(drain_stderr,), daemon=True
-    )
+    err_thread = threading.Thread(target=drain_stderr, daemon=True)
     err_thread.start()
-
     timer = threading.Timer(timeout_s, lambda: stop(timed_out(timeout_s)))
     timer.daemon = True
     timer.start()
@@ -150,7 +140,7 @@ def run_transcode(
                 stop(too_long(out_time, max_duration_s))
             now = time.monotonic()
             if now - last_report >= progress_interval_s:
-                percent = progress_percent(out_time, header.duration_s)
+                percent = progress_percent(out_time, duration_s)
                 if percent is not None:
                     on_progress(percent)
                     last_report = now
@@ -172,8 +162,8 @@ def run_transcode(
             stage="ffmpeg",
             oom_killed=oom_after is not None and oom_before is not None and oom_after > oom_before,
         )
-    metrics.record_transcode(header.duration_s, time.monotonic() - started)
-    return Transcoded(input=header.result(), stderr_tail=list(stderr_tail))
+    metrics.record_transcode(duration_s, time.monotonic() - started)
+    return Transcoded(stderr_tail=list(stderr_tail))
 
 
 def _lines(stream: Iterable[bytes]) -> Iterable[str]:
