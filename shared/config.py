@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     dev_user_email: str = "dev@localhost"
     dev_api_key: str | None = None
     dev_password: str | None = None
+    # The first account of a deployment: created at start-up (shared/bootstrap.py) when
+    # both are set and no account has this email; never changed afterwards.
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
     # Default per-user limits (a user row may override each).
     login_failures_allowed: int = 10  # per email per login_failure_window_s
     login_failure_window_s: int = 900
@@ -131,6 +135,9 @@ class Settings(BaseSettings):
             raise ValueError("V2M_JWT_SECRET must be a real secret of 32+ characters in production")
         if not self.auth_required:
             raise ValueError("V2M_AUTH_REQUIRED cannot be false in production")
+        password = self.bootstrap_admin_password
+        if password is not None and "change-me" in password.get_secret_value().lower():
+            raise ValueError("V2M_BOOTSTRAP_ADMIN_PASSWORD is a placeholder; set a real one")
         return self
 
 

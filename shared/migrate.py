@@ -2,8 +2,10 @@
 
 The worker runs this as a child process at start-up and waits for it, so that Alembic
 (and the migration scripts) never live in the worker's own memory: the worker process
-stays small for as long as it runs (docs/PERFORMANCE.md, issue 8). Exit status 0 when
-the schema is at head, 1 (with the error logged) when it could not be brought there.
+stays small for as long as it runs (docs/PERFORMANCE.md, issue 8). After the schema, it
+creates the deployment's first account when settings name one (shared/bootstrap.py).
+Exit status 0 when the schema is at head (and that account exists if asked for), 1 (with
+the error logged) otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 
 import structlog
 
+from shared.bootstrap import ensure_bootstrap_admin
 from shared.config import get_settings
 from shared.db import make_engine, migrate
 from shared.logging import configure_logging
@@ -24,6 +27,7 @@ def main() -> int:
     engine = make_engine(settings)
     try:
         migrate(engine)
+        ensure_bootstrap_admin(engine, settings)
     except Exception:
         log.error("migration_failed", exc_info=True)
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -116,13 +117,16 @@ def test_hung_worker_loses_its_lease_and_the_job_completes_elsewhere(
 
 
 @pytest.fixture
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedBroker]:
-    node = DedicatedBroker(tmp_path_factory.mktemp("broker"))
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def broker() -> Iterator[DedicatedBroker]:
+    # Not under pytest's basetemp: pytest makes that directory private to root at every
+    # session start, and Debian's rabbitmq-server runs as the rabbitmq user.
+    with tempfile.TemporaryDirectory(prefix="v2m-broker-") as workdir:
+        node = DedicatedBroker(Path(workdir))
+        node.start()
+        try:
+            yield node
+        finally:
+            node.stop()
 
 
 def test_broker_outage_loses_no_accepted_job(
