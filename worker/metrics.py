@@ -69,6 +69,8 @@ _KNOWN_FINISHES = [
     ("completed", ""),
     ("failed", "no_audio_stream"),
     ("failed", "unsupported_media"),
+    ("failed", "resource_limit"),
+    ("failed", "timeout"),
     ("failed", "retries_exhausted"),
 ]
 _KNOWN_DEAD_LETTER_REASONS = ["poison", "unknown_job", "retries_exhausted"]

@@ -67,7 +67,9 @@ def probe(
             argv, capture_output=True, timeout=timeout_s, check=False, preexec_fn=preexec_fn
         )
     except subprocess.TimeoutExpired as exc:
-        raise TransientTranscodeError("Reading the input took too long.", code="timeout") from exc
+        raise TransientTranscodeError(
+            "Reading the input took too long.", code="probe_timeout"
+        ) from exc
     stderr = proc.stderr.decode("utf-8", "replace")
     metrics.record_exit("ffprobe", proc.returncode)
     if proc.returncode != 0:
