@@ -17,8 +17,9 @@ Faults (--faults, comma-separated, one picked at random at each tick):
           override with --broker-stop/--broker-start)
   db      the database stopped for --db-outage seconds (PostgreSQL stacks; --db-stop and
           --db-start are required), longer than the broker's delivery-limit give-backs
---crash-loop adds one job whose every worker is SIGKILLed while it runs: it must end
-failed (the delivery limit), never loop or stay queued.
+--crash-loop adds one job whose worker is SIGKILLed each time one runs it (found as the
+parent of the ffmpeg reading that job's file): it must end failed (the delivery limit),
+never loop or stay queued.
 
 Credentials: the API key in V2M_API_KEY, otherwise the one `make run` keeps in
 .run/dev-api-key. A 429 waits for its Retry-After; a 5xx during an outage is retried with
@@ -233,18 +234,23 @@ def chaos(run: Run, stop: threading.Event, args: argparse.Namespace, rng: random
             injected += 1
 
 
-def crash_loop(api: httpx.Client, run: Run, key: str, stop: threading.Event) -> None:
-    """SIGKILL every worker of the stack whenever the crash job is being processed."""
-    while not stop.wait(0.2) and key in run.accepted:
-        job = job_state(api, run.accepted[key], run)
-        if job is None:
-            continue
-        if job["status"] != "processing":
-            if job["status"] in ("completed", "failed", "lost"):
-                return
-            continue
-        kill_workers(run, worker_pids(run.queue), "crash-loop kill (SIGKILL)")
-        stop.wait(1.0)  # let the supervisor notice before the job is looked at again
+def crash_loop(run: Run, key: str, stop: threading.Event) -> None:
+    """SIGKILL the worker that runs the crash job, each time one runs it.
+
+    The job's ffmpeg reads a URL that names the uploaded file (`<key>.mp4`), so its parent
+    is the worker holding the job; the other workers and their jobs are left alone.
+    """
+    while not stop.wait(0.1):
+        out = subprocess.run(
+            ["pgrep", "-f", f"ffmpeg .*{key}\\.mp4"], capture_output=True, text=True
+        ).stdout
+        for pid in (int(p) for p in out.split()):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            parent = int(status.split("PPid:")[1].split()[0])
+            kill_workers(run, [p for p in worker_pids(run.queue) if p == parent], "crash-loop kill")
 
 
 def parse_args() -> argparse.Namespace:
@@ -312,9 +318,10 @@ def main() -> int:
         threads = [threading.Thread(target=chaos, args=(run, stop, args, rng), daemon=True)]
         started = time.monotonic()
         if args.crash_loop:
-            submit(api, media[-1], run, crash_key, deadline)
+            # a long input, so its ffmpeg runs long enough to be seen and its worker killed
+            submit(api, make_media(Path(tmp), 600), run, crash_key, deadline)
             threads.append(
-                threading.Thread(target=crash_loop, args=(api, run, crash_key, stop), daemon=True)
+                threading.Thread(target=crash_loop, args=(run, crash_key, stop), daemon=True)
             )
         for thread in threads:
             thread.start()
