@@ -188,15 +188,15 @@ def worker_pids(queue: str) -> list[int]:
     out = subprocess.run(
         ["pgrep", "-f", r"python.* -m worker$"], capture_output=True, text=True
     ).stdout
+    candidates = [int(pid) for pid in out.split()]
+    if not Path("/proc").is_dir():
+        return candidates  # no /proc (macOS): every worker on the machine
     pids = []
-    for pid in (int(p) for p in out.split()):
+    for pid in candidates:
         try:
             raw = Path(f"/proc/{pid}/environ").read_bytes()
-        except FileNotFoundError:
-            if Path("/proc").is_dir():
-                continue  # exited meanwhile
-            pids.append(pid)  # no /proc (macOS): every worker on the machine
-            continue
+        except OSError:
+            continue  # exited meanwhile
         env = dict(v.split("=", 1) for v in raw.decode(errors="replace").split("\0") if "=" in v)
         if env.get("V2M_QUEUE_NAME", queue) == queue:
             pids.append(pid)
