@@ -261,6 +261,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--durations", default="5,20,60", help="seconds of the inputs, one picked per job"
+    )
+    parser.add_argument(
         "--timeout", type=float, default=600, help="seconds for everything to finish"
     )
     parser.add_argument("--faults", default="kill,broker", help=f"some of {','.join(FAULTS)}")
@@ -313,7 +316,7 @@ def main() -> int:
         tempfile.TemporaryDirectory() as tmp,
         httpx.Client(base_url=args.api, timeout=30, headers=headers) as api,
     ):
-        media = [make_media(Path(tmp), s) for s in (5, 20, 60)]
+        media = [make_media(Path(tmp), int(s)) for s in args.durations.split(",")]
         stop = threading.Event()
         threads = [threading.Thread(target=chaos, args=(run, stop, args, rng), daemon=True)]
         started = time.monotonic()
