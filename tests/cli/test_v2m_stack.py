@@ -21,21 +21,14 @@ from typing import Any
 
 import pytest
 
+from tests.docs.blocks import run_by
 from tests.integration import media
-from tests.integration.conftest import ROOT, Stack, StackFactory, wait_for
+from tests.integration.conftest import Stack, StackFactory, wait_for
 
 pytestmark = pytest.mark.integration
 
 V2M = str(Path(sys.executable).parent / "v2m")
 SAMPLES = {"clip.mp4": "mp4_h264_aac", "short.mp4": "short_clip", "camera.mov": "mov_pcm"}
-
-
-def run_by(doc: str, test: str) -> str:
-    """The shell block of ``doc`` whose marker line says ``test`` runs it."""
-    lines = (ROOT / doc).read_text().splitlines()
-    start = lines.index(f"<!-- run-by: {test} -->") + 2
-    end = lines.index("```", start)
-    return "\n".join(lines[start:end]) + "\n"
 
 
 def v2m_env(stack: Stack, **extra: str) -> dict[str, str]:
@@ -259,7 +252,7 @@ def test_options_the_api_refuses_exit_2_with_its_message_and_create_nothing(
 
 
 def test_readme_commands(shared_stack: Stack, folder: Path) -> None:
-    block = run_by("README.md", "tests/cli/test_v2m_stack.py::test_readme_commands")
+    block = run_by("README.md", "tests/cli/test_v2m_stack.py::test_readme_commands").text
     env = v2m_env(shared_stack, V2M_PASSWORD=shared_stack.env["V2M_DEV_PASSWORD"])
     del env["V2M_API_KEY"]  # the block logs in
     (folder / "notes.mp4").unlink()
