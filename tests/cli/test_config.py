@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import stat
 from pathlib import Path
 
@@ -83,3 +84,17 @@ def test_usage_and_configuration_errors_exit_2(tmp_path: Path, args: list[str], 
 def test_version_is_printed() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("v2m ")
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """v2m is a client of the public API only: no module of api, worker or shared."""
+    root = Path(__file__).resolve().parents[2] / "cli"
+    imported: set[str] = set()
+    for module in root.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    assert "cli" in imported and "httpx" in imported  # the walk sees imports
+    assert not imported & {"api", "worker", "shared", "notifier"}
