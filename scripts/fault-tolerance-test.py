@@ -204,10 +204,8 @@ def main() -> int:
     per_file = Counter(j["input"]["filename"] for j in ours)
     storage = Storage(get_settings())
     keys = [
-        o["Key"]
-        for o in storage.client.list_objects_v2(Bucket=storage.bucket, Prefix="outputs/").get(
-            "Contents", []
-        )
+        o.object_name or ""
+        for o in storage.client.list_objects(storage.bucket, prefix="outputs/", recursive=True)
     ]
     per_job = Counter(k.split("/")[-1].split(".")[0] for k in keys)
     completed = [k for k, j in final.items() if j.get("status") == "completed"]

@@ -29,7 +29,7 @@ from shared.config import Settings
 from shared.errors import AppError, MediaError, TransientTranscodeError
 from shared.models import TERMINAL_STATUSES, Job, JobOptions
 from shared.queue import JobMessage, backoff_ms
-from shared.s3lite import WorkerStorage
+from shared.storage import Storage
 from worker import ffmpeg, metrics, mp3info, timing
 
 log = structlog.get_logger("worker")
@@ -114,7 +114,7 @@ class Slot:
 class JobContext:
     settings: Settings
     engine: Engine
-    storage: WorkerStorage
+    storage: Storage
     stopping: threading.Event = field(default_factory=threading.Event)
     slots: Slots = field(init=False)
 
