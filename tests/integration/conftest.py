@@ -111,6 +111,10 @@ def start_s3(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[byte
                 f"{S3_KEY},{S3_SECRET}",
                 "--allow-origin",
                 "*",
+                # No MD5 ETags: rclone would read a whole object to hash it on its first
+                # HEAD or GET (as scripts/run_local.py says).
+                "--etag-hash",
+                "",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
