@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.config import Config
 import httpx
 import pika
 import pytest
+from botocore.config import Config
 
 from tests.integration import media
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ import pytest
 from shared.config import Settings
 from shared.errors import StorageError
 from shared.storage import Storage
-from tests.integration.conftest import S3_KEY, S3_SECRET, free_port
+from tests.integration.conftest import ROOT, S3_KEY, S3_SECRET, free_port
 from tests.unit.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -328,3 +329,20 @@ def test_the_server_answers_a_browsers_cors_preflight(s3_endpoint: str) -> None:
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "http://127.0.0.1:8000")
     assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_the_worker_memory_comparison_of_s3_libraries_runs() -> None:
+    # The command docs/PERFORMANCE.md gives for its figures, with one run per library.
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.storage_rss", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines()[2:]]
+    assert [row[0].strip() for row in rows] == ["none", "minio", "boto3"]
+    assert all(cell.strip().endswith("MiB") for row in rows for cell in row[1:])
