@@ -1,9 +1,8 @@
-"""FastAPI dependencies: settings, DB session, storage and publisher from app.state.
+"""FastAPI dependencies: settings, engine, DB session, storage and publisher.
 
-The ones that only read app.state are `async def`: FastAPI runs a plain `def` dependency
-in the threadpool, a hand-off that costs more than the dependency itself. The hottest
-routes read app.state themselves (`engine_of`): each dependency FastAPI solves costs
-about as much as a trivial route's whole handler.
+The adapters are built once by the lifespan and kept on app.state; routes reach them only
+through these dependencies, so `app.dependency_overrides` replaces them everywhere. The
+ones that only read app.state are `async def` (nothing in them blocks).
 """
 
 from __future__ import annotations
@@ -25,14 +24,13 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def engine_of(request: Request) -> Engine:
-    """For `async def` routes, which run their database work in a thread themselves."""
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
         yield session
 
 
@@ -47,6 +45,9 @@ async def get_publisher(request: Request) -> Publisher:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+# Closed when the endpoint returns, before the response is sent: a streamed response
+# (the events route) holds no database connection while it streams.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]

@@ -1,11 +1,16 @@
-"""Every error leaves the API as {"error": {"code", "message"}}: no stack traces, no paths."""
+"""Every error leaves the API as {"error": {"code", "message"}}: no stack traces, no paths.
+
+Domain conditions are `AppError`s (shared/errors.py), raised by services and routes alike
+and answered here with their status and code; FastAPI's own HTTP and validation errors are
+put in the same shape.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,17 +38,6 @@ _DEFAULT_CODES = {
 }
 
 
-class ApiError(HTTPException):
-    """An HTTP error with our machine-readable code."""
-
-    def __init__(
-        self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(
-            status_code=status_code, detail={"code": code, "message": message}, headers=headers
-        )
-
-
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, **extra}
 
@@ -59,9 +53,21 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# What FastAPI reports when the body is not a JSON object (another Content-Type, a list).
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type"}
+
+
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if tuple(err.get("loc", ())) == ("body",) and err.get("type") in _NOT_AN_OBJECT:
+            parts.append(
+                "the body should be a JSON object sent with 'Content-Type: application/json'"
+            )
+            continue
+        if err.get("type") == "json_invalid":
+            parts.append(f"Invalid JSON ({err.get('ctx', {}).get('error', 'cannot be parsed')})")
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
         parts.append(
             f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg", "invalid"))
@@ -72,16 +78,13 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def register_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if isinstance(exc.detail, dict) and "code" in exc.detail:
-            body = error_body(str(exc.detail["code"]), str(exc.detail.get("message", "")))
-        else:
-            code = _DEFAULT_CODES.get(exc.status_code, "error")
-            message = (
-                exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
-            )
-            if exc.status_code == 404:
-                message = "There is nothing at this address."
-            body = error_body(code, str(message).rstrip(".") + ".")
+        code = _DEFAULT_CODES.get(exc.status_code, "error")
+        message = (
+            exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+        )
+        if exc.status_code == 404:
+            message = "There is nothing at this address."
+        body = error_body(code, str(message).rstrip(".") + ".")
         return JSONResponse(
             body, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )

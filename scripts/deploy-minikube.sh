@@ -18,6 +18,7 @@ readonly OVERLAY="k8s/overlays/minikube"
 readonly IMAGE_TAG="dev"
 readonly APP_HOST="video2mp3.test"
 readonly STORAGE_HOST="storage.video2mp3.test"
+readonly ADMIN_EMAIL="admin@video2mp3.test"
 readonly COMPONENTS=(api worker frontend)
 PROFILE="${MINIKUBE_PROFILE:-video2mp3}"
 CPUS="${MINIKUBE_CPUS:-4}"
@@ -91,19 +92,6 @@ build_images() {
   done
 }
 
-apply_dashboards() {
-  # Grafana dashboards as a ConfigMap, labelled for the Grafana sidecar used by
-  # kube-prometheus-stack; skipped until monitoring/grafana/dashboards exists.
-  local dir="monitoring/grafana/dashboards"
-  if compgen -G "${dir}/*.json" >/dev/null; then
-    log "applying Grafana dashboards from ${dir}"
-    k -n "$NAMESPACE" create configmap video2mp3-grafana-dashboards --from-file="$dir" \
-      --dry-run=client -o yaml \
-      | k label --local -f - grafana_dashboard=1 -o yaml \
-      | k apply -f -
-  fi
-}
-
 deploy() {
   local component existed=()
   for component in "${COMPONENTS[@]}"; do
@@ -112,13 +100,8 @@ deploy() {
     fi
   done
 
-  # A Job's pod template is immutable and its ConfigMap names carry a content
-  # hash, so delete it and let the (idempotent) bucket setup run again.
-  k -n "$NAMESPACE" delete job minio-init --ignore-not-found >/dev/null 2>&1 || true
-
   log "applying ${OVERLAY}"
   k apply -k "$OVERLAY"
-  apply_dashboards
 
   # Images are tagged :dev and never pulled, so pods that already ran the old
   # build need a restart to pick up the new one. Old workers drain first.
@@ -130,10 +113,9 @@ deploy() {
 
   log "waiting for the data stores"
   local sts
-  for sts in postgres rabbitmq minio; do
+  for sts in postgres rabbitmq storage; do
     k -n "$NAMESPACE" rollout status "statefulset/${sts}" --timeout=600s
   done
-  k -n "$NAMESPACE" wait --for=condition=complete job/minio-init --timeout=300s
   log "waiting for the app"
   for component in "${COMPONENTS[@]}"; do
     k -n "$NAMESPACE" rollout status "deployment/${component}" --timeout=600s
@@ -156,6 +138,10 @@ in another terminal and use 127.0.0.1 instead of ${ip}.
   Page:          http://${APP_HOST}/
   API docs:      http://${APP_HOST}/docs
   Storage (presigned URLs): http://${STORAGE_HOST}/
+  Sign in as:    ${ADMIN_EMAIL} with the password in Secret video2mp3-secrets,
+                 key V2M_BOOTSTRAP_ADMIN_PASSWORD:
+    kubectl --context ${PROFILE} -n ${NAMESPACE} get secret video2mp3-secrets \\
+      -o jsonpath='{.data.V2M_BOOTSTRAP_ADMIN_PASSWORD}' | base64 -d; echo
   RabbitMQ UI:   kubectl --context ${PROFILE} -n ${NAMESPACE} port-forward svc/rabbitmq 15672
   Autoscaling:   scripts/demo-autoscaling.sh
 URLS

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
@@ -62,21 +62,16 @@ class Settings(BaseSettings):
     dev_user_email: str = "dev@localhost"
     dev_api_key: str | None = None
     dev_password: str | None = None
+    # The first account of a deployment: created at start-up (shared/bootstrap.py) when
+    # both are set and no account has this email; never changed afterwards.
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
     # Default per-user limits (a user row may override each).
     login_failures_allowed: int = 10  # per email per login_failure_window_s
     login_failure_window_s: int = 900
     uploads_per_minute: int = 60
     max_active_jobs: int = 20
     bytes_per_day: int = 200 * GiB
-
-    # How long an API process may answer from memory who an API key or access token
-    # belongs to (and that user's quotas) before asking the database again; 0 asks on
-    # every request. A revoked key or deactivated user keeps working in another API
-    # process for at most this long (docs/SECURITY.md).
-    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
-    # Completed jobs never change; each API process keeps this many in memory for
-    # GET /v1/jobs/{id} (0: none).
-    job_cache_entries: int = Field(default=4096, ge=0)
 
     # API
     cors_origins: list[str] = Field(default_factory=list)
@@ -85,13 +80,11 @@ class Settings(BaseSettings):
 
     # Worker
     worker_concurrency: int = Field(default=1, ge=1, le=64)
-    # Inputs this short (seconds of media) encode in well under a second here: the job
-    # takes the next message as soon as ffmpeg has described its input, so the broker's
-    # round trip and the next claim overlap the encode. Longer ones wait for ffmpeg's
-    # exit, so a message never waits long in a busy worker. 0 turns it off.
-    worker_lookahead_s: float = Field(default=60.0, ge=0)
     worker_drain_timeout_s: float = 1560.0
     worker_metrics_port: int = 9100
+    # Liveness (/healthz on the metrics port) fails when the worker's main loop has not
+    # turned for this long; a broker outage does not stop it turning.
+    worker_stall_timeout_s: float = Field(default=120.0, gt=0)
     # Below RabbitMQ's default consumer_timeout (30 min); raise both together (docs/ARCHITECTURE.md).
     job_timeout_s: float = 1500.0
     max_attempts: int = Field(default=3, ge=1, description="Attempts for transient failures.")
@@ -106,7 +99,11 @@ class Settings(BaseSettings):
     # Hostile or oversized input
     max_media_duration_s: float = 4 * 3600.0
     max_output_bytes: int = 1 * GiB
-    ffmpeg_memory_limit_mb: int = 2048
+    # ffmpeg's address-space limit (RLIMIT_AS), per conversion. Set it below the worker
+    # container's memory limit, less the worker's own memory, divided by its concurrency:
+    # then ffmpeg fails its allocation (`resource_limit`, once) before the OOM killer takes
+    # the container. ffmpeg needs a few hundred MB of address space just to start.
+    ffmpeg_memory_limit_mb: int = Field(default=2048, ge=0)
     tmp_dir: str | None = None
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
@@ -129,6 +126,9 @@ class Settings(BaseSettings):
             raise ValueError("V2M_JWT_SECRET must be a real secret of 32+ characters in production")
         if not self.auth_required:
             raise ValueError("V2M_AUTH_REQUIRED cannot be false in production")
+        password = self.bootstrap_admin_password
+        if password is not None and "change-me" in password.get_secret_value().lower():
+            raise ValueError("V2M_BOOTSTRAP_ADMIN_PASSWORD is a placeholder; set a real one")
         return self
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel, create_engine
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine
 
 from shared import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from shared.config import Settings
@@ -53,30 +53,27 @@ def _sqlite_write_lock(engine: Engine) -> threading.Lock:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """One write transaction: committed on success, rolled back on error.
+def write_transaction(session: Session) -> Iterator[Session]:
+    """One write transaction on `session`: committed on success, rolled back on error.
 
     On SQLite, a read-then-write (check a limit, then insert) must hold the database's
     write lock from its first read, or another process may write in between: the
     transaction starts with BEGIN IMMEDIATE. Threads of this process queue on a lock
     first, so they wait for each other in order instead of in SQLite's busy handler,
-    which polls with sleeps of up to 100 ms. Other processes still wait in the busy
-    handler (busy_timeout). PostgreSQL needs neither; callers lock the rows they check.
+    which polls with sleeps of up to 100 ms. PostgreSQL needs neither; callers lock the
+    rows they check (`SELECT … FOR UPDATE`).
     """
-    if engine.dialect.name != "sqlite":
-        with engine.begin() as conn:
-            yield conn
+    session.commit()  # whatever the session read before starts no write transaction
+    engine = session.get_bind()
+    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        with session.begin():
+            yield session
         return
-    with _sqlite_write_lock(engine), engine.connect() as conn:
-        dbapi_conn: Any = conn.connection.dbapi_connection
+    with _sqlite_write_lock(engine), session.begin():
+        dbapi_conn: Any = session.connection().connection.dbapi_connection
         if not dbapi_conn.in_transaction:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+        yield session
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -3,6 +3,10 @@
     AppError                      base; carries a machine-readable ``code`` and a sentence
     ├── NotFoundError             a job or upload that does not exist (permanent)
     ├── ConflictError             the request clashes with current state (permanent)
+    ├── GoneError                 what the request names has expired (410)
+    ├── InvalidRequestError       a value the schema accepts but the service cannot use (422)
+    ├── TooLargeError             an upload over the size limit (413)
+    ├── UnsupportedTypeError      an upload of a type that is not audio or video (415)
     ├── AuthError                 no, wrong, expired or revoked credentials (401)
     ├── RateLimitError            a per-user limit was reached (429, with Retry-After)
     ├── StorageError              object storage unreachable or failing (retryable)
@@ -43,6 +47,26 @@ class NotFoundError(AppError):
 class ConflictError(AppError):
     code = "conflict"
     status_code = 409
+
+
+class GoneError(AppError):
+    code = "gone"
+    status_code = 410
+
+
+class InvalidRequestError(AppError):
+    code = "validation_error"
+    status_code = 422
+
+
+class TooLargeError(AppError):
+    code = "payload_too_large"
+    status_code = 413
+
+
+class UnsupportedTypeError(AppError):
+    code = "unsupported_media_type"
+    status_code = 415
 
 
 class AuthError(AppError):

@@ -1,12 +1,13 @@
 """`python -m shared.migrate`: the start-up set-up, then exit.
 
-The one place that prepares what every process needs before it serves: the database
-schema at the newest migration and, when ``s3_create_bucket`` is on, the bucket with its
-CORS rule (``Storage.ensure_bucket``). The API runs ``prepare`` in its lifespan; the
+``prepare`` is the one place that readies what every process needs before it serves: the
+database schema at the newest migration and, when ``s3_create_bucket`` is on, the bucket
+with its CORS rule (``Storage.ensure_bucket``). The API runs it in its lifespan. The
 worker runs this module as a child process and waits for it, so that Alembic, the
-migration scripts and boto3 never live in the worker's own memory. Both are safe to run
-from many processes at once. Exit status 0 when done, 1 (with the error logged) when
-not.
+migration scripts and boto3 never live in the worker's own memory; after ``prepare`` it
+creates the deployment's first account when settings name one (shared/bootstrap.py).
+All of it is safe to run from many processes at once. Exit status 0 when done, 1 (with
+the error logged) otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import structlog
 from sqlalchemy.engine import Engine
 
+from shared.bootstrap import ensure_bootstrap_admin
 from shared.config import Settings, get_settings
 from shared.db import make_engine, migrate
 from shared.errors import StorageError
@@ -37,6 +39,7 @@ def main() -> int:
     engine = make_engine(settings)
     try:
         prepare(settings, engine)
+        ensure_bootstrap_admin(engine, settings)
     except StorageError as exc:
         log.error(
             "bucket_setup_failed",

@@ -366,3 +366,9 @@ class UserPublic(BaseModel):
     id: str
     email: str
     created_at: datetime
+
+    @classmethod
+    def from_user(cls, user: User) -> UserPublic:
+        created = as_utc(user.created_at)
+        assert created is not None
+        return cls(id=user.id, email=user.email, created_at=created)

@@ -163,16 +163,6 @@ class Publisher:
                     self.close_quietly()
             raise QueueError("The job queue is unavailable.") from last
 
-    def ping(self) -> None:
-        with self._lock:
-            try:
-                self._open()
-                assert self._conn is not None
-                self._conn.process_data_events(time_limit=0)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                self.close_quietly()
-                raise QueueError("The job queue is unreachable.") from exc
-
     def close_quietly(self) -> None:
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None:

@@ -143,10 +143,6 @@ class FakePublisher:
         self.messages.append(message)
         self.routing_keys.append(routing_key)
 
-    def ping(self) -> None:
-        if self.fail:
-            raise QueueError("The job queue is unreachable.")
-
     def close_quietly(self) -> None:
         self.closed = True
 

@@ -7,6 +7,7 @@ boto3 never load here.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -25,7 +26,9 @@ from shared.procs import pid_alive
 from shared.queue import Publisher
 from shared.storage import Storage
 from worker.consumer import Consumer
-from worker.handlers import TMP_PREFIX, JobContext, process_message
+from worker.context import JobContext
+from worker.convert import TMP_PREFIX
+from worker.handlers import handle
 from worker.metrics import serve_health
 from worker.reaper import Reaper
 
@@ -76,8 +79,7 @@ def main() -> int:
         log.info("stale_temp_dirs_removed", count=removed)
 
     ctx = JobContext(settings=settings, engine=engine, storage=storage)
-    consumer = Consumer(settings, lambda body: process_message(body, ctx), stop=ctx.stopping)
-    ctx.slots.bind_next = consumer.bind_next
+    consumer = Consumer(settings, functools.partial(handle, ctx=ctx), stop=ctx.stopping)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if consumer.stopping:
@@ -90,9 +92,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     if settings.worker_metrics_port:
         serve_health(
-            settings.worker_metrics_port,
-            lambda: consumer.connected.is_set(),
-            concurrency=settings.worker_concurrency,
+            settings.worker_metrics_port, consumer.alive, concurrency=settings.worker_concurrency
         )
     log.info("worker_started", concurrency=settings.worker_concurrency, queue=settings.queue_name)
     reaper = Reaper(settings, engine, storage, Publisher(settings))

@@ -1,24 +1,20 @@
-"""RabbitMQ consumer: jobs on worker threads, acks on the I/O thread.
+"""RabbitMQ consumer: one consumer with prefetch = concurrency, jobs on a thread pool,
+acks on the I/O thread.
 
-A worker holds at most its concurrency in messages, plus one for each job whose ffmpeg
-has exited but which is still uploading its MP3 and recording the result
-(``worker.handlers.Slots``): the next encode starts while that finishes, and a worker
-that hangs mid-encode holds no more messages than it is running, so the reaper's
-re-dispatch goes to a live worker.
+The broker hands a worker at most ``worker_concurrency`` unacknowledged messages
+(``basic_qos(prefetch_count=concurrency)``, as dramatiq's and Celery's ``acks_late``
+workers do) and each runs on a pool thread of the same number, so a delivered message
+never waits for a thread, and a worker busy converting holds no message it is not
+working on. A message is acked only once its outcome is recorded.
 
-RabbitMQ applies a consumer's prefetch when the consumer is created (``basic.qos`` with
-``global=false`` changes it only for consumers created after it, and quorum queues
-refuse ``global=true``), so the window is not widened by changing the prefetch. Instead
-each message comes through a consumer of its own, a "lane" with prefetch 1: a worker
-opens ``concurrency`` lanes; a job opens the lane for the next message as soon as its
-ffmpeg exits (or, if it never gets that far, when it is settled), and its own lane is
-cancelled before its message is settled, so the lane can take no second message.
+pika's BlockingConnection is not thread-safe: the main thread services its I/O (so
+heartbeats survive long conversions) and each job posts its settlement (ack, retry
+publish, reject) back to it through ``connection.add_callback_threadsafe``.
 
-ffmpeg runs in a thread pool so that pika's BlockingConnection keeps servicing
-heartbeats on the main thread; results come back through
-``connection.add_callback_threadsafe`` (pika is not thread-safe). On stop: cancel the
-lanes, let running jobs finish up to the drain timeout, settle them, close. Anything
-still unacked when the connection closes goes back to the queue.
+On stop: cancel the consumer, let running jobs finish for up to the drain timeout, settle
+them, close. Anything still unacked when the connection closes goes back to the queue.
+The loop records each turn, whether it is consuming or waiting to reconnect: liveness
+is "the loop turns", never "the broker answers" (``alive``).
 """
 
 from __future__ import annotations
@@ -43,11 +39,31 @@ from shared.queue import (
     connection_parameters,
     declare_topology,
 )
-from worker.handlers import Action, Outcome
+from worker import metrics
+from worker.outcome import Action, Outcome
 
 log = structlog.get_logger("worker.consumer")
 
-Handler = Callable[[bytes], Outcome]
+Handler = Callable[[JobMessage], Outcome]
+
+
+def run_delivery(body: bytes, handler: Handler) -> Outcome:
+    """Decode one delivery and hand it to ``handler`` (on a pool thread).
+
+    A body that is not a job message goes to the dead-letter queue unhandled; a handler
+    that crashes gives its message back rather than losing it.
+    """
+    try:
+        message = JobMessage.decode(body)
+    except ValueError:
+        log.warning("poison_message", size=len(body))
+        metrics.DEAD_LETTERED.labels("poison").inc()
+        return Outcome(Action.DEAD_LETTER)
+    try:
+        return handler(message)
+    except Exception:
+        log.error("handler_crashed", job_id=message.job_id, exc_info=True)
+        return Outcome(Action.REQUEUE)
 
 
 class Consumer:
@@ -57,21 +73,17 @@ class Consumer:
         self.settings = settings
         self.handler = handler
         self.pool = ThreadPoolExecutor(
-            max_workers=2 * settings.worker_concurrency, thread_name_prefix="job"
+            max_workers=settings.worker_concurrency, thread_name_prefix="job"
         )
         # Shared with the handler (JobContext.stopping): a message that arrives while the
         # worker stops is given back instead of started.
         self._stop = stop or threading.Event()
-        # I/O thread only: the open lanes (consumer tags), each delivery's lane, and the
-        # deliveries whose job has already opened the lane for the next message.
-        self._lanes: set[str] = set()
-        self._lane_of: dict[int, str] = {}
-        self._replaced: set[int] = set()
-        self._current = threading.local()  # (channel, delivery tag) a pool thread works on
         self._in_flight: set[Future[Outcome]] = set()
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
+        self._consumer_tag: str | None = None
         self._names: QueueNames | None = None
+        self._last_turn = time.monotonic()
         self.connected = threading.Event()
 
     # ------------------------------------------------------------------ control
@@ -88,140 +100,83 @@ class Consumer:
     def busy(self) -> int:
         return len(self._in_flight)
 
-    @property
-    def prefetch(self) -> int:
-        """Messages this worker may hold: its open lanes (one message each)."""
-        return len(self._lanes)
+    def alive(self) -> bool:
+        """The loop turned within ``worker_stall_timeout_s``, broker or no broker."""
+        return time.monotonic() - self._last_turn < self.settings.worker_stall_timeout_s
 
-    def bind_next(self) -> Callable[[], None]:
-        """Called on a pool thread: a function that any thread may call, once its job's
-        ffmpeg is done or nearly done, to take one more message (the lane after it)."""
-        delivery: tuple[BlockingChannel, int] | None = getattr(self._current, "delivery", None)
-        conn = self._conn
-        if delivery is None or conn is None:
-            return _nothing
-        replace = functools.partial(self._replace, *delivery)
-
-        def let_next_in() -> None:
-            try:
-                conn.add_callback_threadsafe(replace)
-            except Exception:  # connection gone: nothing to widen
-                pass
-
-        return let_next_in
-
-    def _replace(self, channel: BlockingChannel, tag: int) -> None:
-        """Runs on the I/O thread: open the lane for the message after ``tag``'s, once."""
-        if channel is not self._channel or tag in self._replaced or tag not in self._lane_of:
-            return  # of a channel since closed, already replaced, or settled
-        self._replaced.add(tag)
-        self._open_lane()
-
-    def _open_lane(self) -> None:
-        """Runs on the I/O thread."""
-        channel, names = self._channel, self._names
-        if self._stop.is_set() or channel is None or not channel.is_open or names is None:
-            return
-        try:
-            self._lanes.add(channel.basic_consume(names.main, self._on_message))
-        except (pika.exceptions.AMQPError, OSError):
-            log.warning("lane_open_failed", exc_info=True)
-
-    def _close_lane(self, channel: BlockingChannel, tag: int) -> None:
-        """Runs on the I/O thread: cancel the lane that brought ``tag`` (before it is
-        settled, so that the lane cannot be given another message)."""
-        lane = self._lane_of.pop(tag, None)
-        if lane is None or lane not in self._lanes:  # gone with a drain or a reconnect
-            return
-        self._lanes.discard(lane)
-        try:
-            channel.basic_cancel(lane)
-        except (pika.exceptions.AMQPError, OSError):
-            log.warning("lane_close_failed", exc_info=True)
+    def _turn(self) -> None:
+        self._last_turn = time.monotonic()
 
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> None:
         delay = 1.0
         while not self._stop.is_set():
+            self._turn()
             try:
                 self._connect_and_consume()
                 delay = 1.0
             except (pika.exceptions.AMQPError, OSError) as exc:
                 self.connected.clear()
+                # Jobs settled on the lost channel cannot be acked: the broker redelivers them.
+                self._in_flight = {f for f in self._in_flight if not f.done()}
                 if self._stop.is_set():
                     break
                 log.warning("broker_connection_lost", error=type(exc).__name__, retry_in_s=delay)
-                self._stop.wait(delay)
+                self._pause(delay)
                 delay = min(delay * 2, 30.0)
         self._drain()
 
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._turn()
+            self._stop.wait(min(left, 1.0))
+
     def _connect_and_consume(self) -> None:
-        self._conn = pika.BlockingConnection(connection_parameters(self.settings))
-        channel = self._conn.channel()
-        self._channel = channel
+        conn = pika.BlockingConnection(connection_parameters(self.settings))
+        self._conn = conn
+        channel = conn.channel()
         self._names = declare_topology(channel, self.settings)
         channel.confirm_delivery()
-        self._lanes.clear()
-        self._lane_of.clear()
-        self._replaced.clear()
-        channel.basic_qos(prefetch_count=1)  # per consumer: one message a lane
-        for _ in range(self.settings.worker_concurrency):
-            self._open_lane()
+        channel.basic_qos(prefetch_count=self.settings.worker_concurrency)
+        self._consumer_tag = channel.basic_consume(self._names.main, self._on_message)
+        self._channel = channel
         self.connected.set()
-        log.info("consuming", queue=self._names.main, prefetch=self.prefetch)
+        log.info("consuming", queue=self._names.main, prefetch=self.settings.worker_concurrency)
         while not self._stop.is_set():
-            self._conn.process_data_events(time_limit=0.5)
+            self._turn()
+            conn.process_data_events(time_limit=0.5)
 
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, _props: BasicProperties, body: bytes
     ) -> None:
+        """Runs on the I/O thread: start the job on the pool."""
         tag = method.delivery_tag
-        if method.consumer_tag in self._lanes:
-            self._lane_of[tag] = method.consumer_tag
-        future = self.pool.submit(self._handle, channel, tag, body)
-        self._in_flight.add(future)
         conn = self._conn
         assert conn is not None
+        future = self.pool.submit(run_delivery, body, self.handler)
+        self._in_flight.add(future)
 
         def done(fut: Future[Outcome]) -> None:
-            try:
-                outcome = fut.result()
-            except Exception:  # handler bugs must not lose the message
-                log.error("handler_crashed", exc_info=True)
-                outcome = Outcome(Action.REQUEUE)
-            settle = functools.partial(self._settle, channel, tag, body, outcome, fut)
+            settle = functools.partial(self._settle, channel, tag, body, fut)
             try:
                 conn.add_callback_threadsafe(settle)
-            except Exception:  # connection already gone: the broker requeues it
+            except Exception:  # connection already gone: the broker requeues the message
                 self._in_flight.discard(fut)
 
         future.add_done_callback(done)
 
-    def _handle(self, channel: BlockingChannel, tag: int, body: bytes) -> Outcome:
-        self._current.delivery = (channel, tag)
-        try:
-            return self.handler(body)
-        finally:
-            self._current.delivery = None
-
     def _settle(
-        self,
-        channel: BlockingChannel,
-        tag: int,
-        body: bytes,
-        outcome: Outcome,
-        fut: Future[Outcome],
+        self, channel: BlockingChannel, tag: int, body: bytes, fut: Future[Outcome]
     ) -> None:
-        """Runs on the I/O thread."""
+        """Runs on the I/O thread: carry out the job's outcome."""
         self._in_flight.discard(fut)
+        if fut.cancelled():
+            return
+        outcome = fut.result()
         if not channel.is_open:
             return  # unacked messages of a closed channel are redelivered by the broker
-        if channel is self._channel:
-            self._close_lane(channel, tag)
-            if tag not in self._replaced:
-                self._open_lane()  # this job never reached the end of its ffmpeg run
-            self._replaced.discard(tag)
         try:
             if outcome.action is Action.ACK:
                 channel.basic_ack(tag)
@@ -251,13 +206,14 @@ class Consumer:
         conn, channel = self._conn, self._channel
         if conn is not None and conn.is_open and channel is not None and channel.is_open:
             try:
-                for lane in list(self._lanes):
-                    channel.basic_cancel(lane)
-                self._lanes.clear()
+                if self._consumer_tag is not None:
+                    # pika rejects (requeues) deliveries not yet handed to _on_message.
+                    channel.basic_cancel(self._consumer_tag)
                 deadline = time.monotonic() + self.settings.worker_drain_timeout_s
                 if self._in_flight:
                     log.info("draining", running=len(self._in_flight))
                 while self._in_flight and time.monotonic() < deadline:
+                    self._turn()
                     conn.process_data_events(time_limit=0.2)
                 if self._in_flight:
                     log.warning("drain_timeout", running=len(self._in_flight))
@@ -270,10 +226,6 @@ class Consumer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.connected.clear()
         log.info("stopped")
-
-
-def _nothing() -> None:
-    pass
 
 
 def _next_attempt(body: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import pika
 from sqlmodel import Session
 
-from shared import jobs
+from shared import dispatch
 from shared.config import get_settings
 from shared.db import make_engine
 from shared.models import Job, JobStatus, utcnow
@@ -111,17 +111,16 @@ def main(argv: list[str] | None = None) -> int:
                     # Nothing to replay: unknown, already completed, or already back in the queue.
                     channel.basic_ack(letter.tag)
                     continue
-                token = jobs.redispatch(
+                replayed = dispatch.redispatch(
                     session=session,
+                    publisher=publisher,
                     job_id=job.id,
                     expect_status=JobStatus.failed,
                     older_than=utcnow() + timedelta(seconds=1),
                     reset_attempts=True,
                 )
-                if token is None:
+                if not replayed:
                     continue
-                publisher.publish(JobMessage(job_id=job.id, token=token))
-                jobs.mark_published(session=session, job_id=job.id, token=token)
                 channel.basic_ack(letter.tag)
                 done += 1
                 print(f"replayed {job.id}")

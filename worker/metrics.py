@@ -69,6 +69,8 @@ _KNOWN_FINISHES = [
     ("completed", ""),
     ("failed", "no_audio_stream"),
     ("failed", "unsupported_media"),
+    ("failed", "resource_limit"),
+    ("failed", "timeout"),
     ("failed", "retries_exhausted"),
 ]
 _KNOWN_DEAD_LETTER_REASONS = ["poison", "unknown_job", "retries_exhausted"]
@@ -114,7 +116,8 @@ def record_completed(*, input_bytes: int, output_bytes: int) -> None:
 def serve_health(
     port: int, healthy: Callable[[], bool], *, concurrency: int = 1
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on ``port`` in a daemon thread."""
+    """Serve /metrics and /healthz on ``port`` in a daemon thread; /healthz is 200 while
+    ``healthy()`` (the worker's loop turns), 503 otherwise."""
     CONCURRENCY.set(concurrency)
 
     class Handler(BaseHTTPRequestHandler):

@@ -8,23 +8,24 @@
 - Uploads never used for a job are deleted (object and row) once their URL has expired.
 
 Each step claims rows with a guarded UPDATE, so two workers never redispatch the same job.
+A failed publish leaves the job queued and unpublished: the next pass sends it.
 """
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from shared import jobs
+from shared import dispatch, jobs, uploads
 from shared.config import Settings
 from shared.errors import AppError
 from shared.models import JobStatus, utcnow
-from shared.queue import JobMessage, Publisher
+from shared.queue import Publisher
 from shared.storage import Storage
 
 log = structlog.get_logger("worker.reaper")
@@ -64,31 +65,30 @@ class Reaper:
         with Session(self.engine) as session:
             lease_cutoff = now - timedelta(seconds=self.settings.job_lease_s)
             for job_id in jobs.stale_processing(session=session, older_than=lease_cutoff):
-                if self._redispatch(session, job_id, JobStatus.processing, lease_cutoff):
+                if dispatch.redispatch(
+                    session=session,
+                    publisher=self.publisher,
+                    job_id=job_id,
+                    expect_status=JobStatus.processing,
+                    older_than=lease_cutoff,
+                ):
                     counts["stale"] += 1
                     log.warning("stale_job_requeued", job_id=job_id)
             publish_cutoff = now - timedelta(seconds=self.settings.unpublished_after_s)
             for job_id in jobs.unpublished(session=session, older_than=publish_cutoff):
-                if self._redispatch(session, job_id, JobStatus.queued, publish_cutoff):
+                if dispatch.redispatch(
+                    session=session,
+                    publisher=self.publisher,
+                    job_id=job_id,
+                    expect_status=JobStatus.queued,
+                    older_than=publish_cutoff,
+                ):
                     counts["unpublished"] += 1
                     log.warning("unpublished_job_published", job_id=job_id)
-            for upload in jobs.expired_unused_uploads(session=session, now=now):
+            for upload in uploads.expired_unused_uploads(session=session, now=now):
                 self.storage.delete(upload.key)
-                jobs.delete_upload(session=session, upload_id=upload.id)
+                uploads.delete_upload(session=session, upload_id=upload.id)
                 counts["uploads_removed"] += 1
         if counts["uploads_removed"]:
             log.info("expired_uploads_removed", count=counts["uploads_removed"])
         return counts
-
-    def _redispatch(
-        self, session: Session, job_id: str, status: JobStatus, cutoff: datetime
-    ) -> bool:
-        token = jobs.redispatch(
-            session=session, job_id=job_id, expect_status=status, older_than=cutoff
-        )
-        if token is None:
-            return False  # another worker got there first, or the job moved on
-        # If this publish fails the job stays queued and unpublished: the next pass retries.
-        self.publisher.publish(JobMessage(job_id=job_id, token=token))
-        jobs.mark_published(session=session, job_id=job_id, token=token)
-        return True

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import ratelimit
 from api.auth import CurrentUser
 from api.deps import SessionDep, SettingsDep
 from api.errors import error_responses
-from shared import users
+from shared import limits, users
 from shared.config import Settings
 from shared.errors import AuthError
 from shared.models import LoginRequest, RefreshRequest, TokenPair, User, UserPublic
@@ -43,7 +42,7 @@ def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> Tok
 
     Too many failed attempts for one email within the window answer 429 until it passes.
     """
-    ratelimit.check_login(session=session, email=body.email, settings=settings)
+    limits.check_login(session=session, email=body.email, settings=settings)
     user = users.get_user_by_email(session=session, email=body.email)
     ok = verify_password(body.password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
@@ -66,4 +65,4 @@ def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) ->
 
 @router.get("/me", response_model=UserPublic, responses=error_responses(401), summary="Who am I")
 async def me(user: CurrentUser) -> UserPublic:
-    return UserPublic(id=user.id, email=user.email, created_at=user.created_at)
+    return UserPublic.from_user(user)

@@ -1,14 +1,13 @@
-"""/healthz (the process answers) and /readyz (database, broker and storage reachable)."""
+"""/healthz (the process answers) and /readyz (the database answers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from api.deps import PublisherDep, SessionDep, StorageDep
+from api.deps import SessionDep
 from api.errors import error_body
 
 router = APIRouter(tags=["health"])
@@ -25,45 +24,39 @@ async def healthz() -> dict[str, str]:
     summary="Readiness",
     responses={
         200: {
-            "description": "Every dependency answered.",
+            "description": "The database answered.",
             "content": {
                 "application/json": {
-                    "example": {
-                        "status": "ready",
-                        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
-                    }
+                    "example": {"status": "ready", "checks": {"database": "ok"}},
                 }
             },
         },
         503: {
-            "description": "At least one dependency is unreachable; `checks` says which.",
+            "description": "The database is unreachable.",
             "content": {
                 "application/json": {
                     "example": {
-                        "error": {"code": "not_ready", "message": "Not ready: broker unreachable."},
-                        "checks": {"database": "ok", "broker": "unreachable", "storage": "ok"},
+                        "error": {
+                            "code": "not_ready",
+                            "message": "Not ready: database unreachable.",
+                        },
+                        "checks": {"database": "unreachable"},
                     }
                 }
             },
         },
     },
 )
-def readyz(session: SessionDep, publisher: PublisherDep, storage: StorageDep) -> JSONResponse:
-    """Database, broker and storage answer. 503 names the ones that do not."""
-    checks: dict[str, str] = {}
-    probes: dict[str, Callable[[], object]] = {
-        "database": lambda: session.exec(select(1)).one(),
-        "broker": publisher.ping,
-        "storage": storage.ping,
-    }
-    for name, probe in probes.items():
-        try:
-            probe()
-            checks[name] = "ok"
-        except Exception:  # any failure of a probe means "not ready", never a 500
-            checks[name] = "unreachable"
-    failing = [name for name, value in checks.items() if value != "ok"]
-    if failing:
-        message = "Not ready: " + ", ".join(failing) + " unreachable."
-        return JSONResponse(error_body("not_ready", message, checks=checks), status_code=503)
-    return JSONResponse({"status": "ready", "checks": checks})
+def readyz(session: SessionDep) -> JSONResponse:
+    """The database answers: every route needs it. The broker and storage are not checked,
+    so a blip of either keeps status reads, lists and downloads served; the routes that
+    need them answer 503 `queue_unavailable` or `storage_unavailable` meanwhile."""
+    try:
+        session.exec(select(1)).one()
+    except SQLAlchemyError:
+        checks = {"database": "unreachable"}
+        return JSONResponse(
+            error_body("not_ready", "Not ready: database unreachable.", checks=checks),
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "checks": {"database": "ok"}})

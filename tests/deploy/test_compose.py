@@ -94,7 +94,9 @@ def test_app_waits_for_database_broker_and_bucket() -> None:
         depends_on = services()[name]["depends_on"]
         assert depends_on["postgres"]["condition"] == "service_healthy"
         assert depends_on["rabbitmq"]["condition"] == "service_healthy"
-        assert depends_on["minio-init"]["condition"] == "service_completed_successfully"
+        assert depends_on["storage"]["condition"] == "service_healthy"
+    storage_waits_for = services()["storage"]["depends_on"]
+    assert storage_waits_for["storage-init"]["condition"] == "service_completed_successfully"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +131,7 @@ def test_own_images_build_from_the_repository_root() -> None:
 def test_api_and_worker_share_one_configuration() -> None:
     api_env, worker_env = services()["api"]["environment"], services()["worker"]["environment"]
     assert api_env == worker_env
-    assert api_env["V2M_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert api_env["V2M_S3_ENDPOINT_URL"] == "${S3_ENDPOINT_URL:-http://storage:9000}"
     assert "localhost" in api_env["V2M_S3_PUBLIC_ENDPOINT_URL"], (
         "presigned URLs must be signed for the host browsers reach"
     )
@@ -143,8 +145,9 @@ def test_secrets_come_only_from_env_with_no_default() -> None:
     assert secrets >= {
         "POSTGRES_PASSWORD",
         "RABBITMQ_PASSWORD",
-        "MINIO_ROOT_PASSWORD",
         "S3_SECRET_KEY",
+        "JWT_SECRET",
+        "BOOTSTRAP_ADMIN_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
     }
     for match in INTERPOLATION.finditer(text):
@@ -200,13 +203,57 @@ def test_rabbitmq_gets_the_shared_broker_config_and_plugins() -> None:
     )
 
 
-def test_minio_init_runs_the_shared_bucket_script() -> None:
+def test_storage_init_makes_the_bucket_the_app_uses_on_the_served_volume() -> None:
     compose = load("docker-compose.yaml")
-    init = compose["services"]["minio-init"]
+    storage, init = compose["services"]["storage"], compose["services"]["storage-init"]
     assert init["restart"] == "no"
-    script = compose["configs"][init["configs"][0]["source"]]["file"]
-    assert (REPO_ROOT / script).is_file()
-    assert init["entrypoint"][-1] == init["configs"][0]["target"]
+    assert init["image"] == storage["image"], "one pinned rclone image for server and client"
+    served_dir = storage["command"][-1]
+    volume = next(v for v in storage["volumes"] if v.endswith(f":{served_dir}"))
+    assert volume in init["volumes"]
+    bucket = services()["api"]["environment"]["V2M_S3_BUCKET"]
+    assert init["command"] == ["mkdir", f"{served_dir}/{bucket}"]
+
+
+def test_storage_allows_the_page_origin_and_the_app_key() -> None:
+    storage = services()["storage"]
+    env, app = storage["environment"], services()["api"]["environment"]
+    assert env["RCLONE_ALLOW_ORIGIN"] == "${FRONTEND_ORIGIN:-http://localhost:8080}"
+    assert app["V2M_CORS_ORIGINS"] == '["${FRONTEND_ORIGIN:-http://localhost:8080}"]'
+    access, secret = env["RCLONE_AUTH_KEY"].strip('"').split(",")
+    assert (access, secret) == (app["V2M_S3_ACCESS_KEY"], app["V2M_S3_SECRET_KEY"])
+
+
+def test_every_env_example_setting_is_passed_by_a_compose_file() -> None:
+    used = {
+        match.group("name")
+        for name in COMPOSE_FILES
+        for match in INTERPOLATION.finditer((REPO_ROOT / name).read_text())
+    }
+    unused = sorted(set(env_example_keys()) - used)
+    assert not unused, f".env.example offers settings no Compose file reads: {unused}"
+
+
+def test_locust_sends_the_api_key_the_api_requires() -> None:
+    for service in services("docker-compose.locust.yml").values():
+        assert service["environment"]["V2M_API_KEY"].startswith("${V2M_API_KEY:?")
+
+
+def test_compose_has_a_first_user_to_sign_in_with() -> None:
+    for name in ("api", "worker"):
+        env = services()[name]["environment"]
+        assert env["V2M_AUTH_REQUIRED"] == "true"
+        assert env["V2M_BOOTSTRAP_ADMIN_EMAIL"].startswith("${BOOTSTRAP_ADMIN_EMAIL:-")
+        assert env["V2M_BOOTSTRAP_ADMIN_PASSWORD"].startswith("${BOOTSTRAP_ADMIN_PASSWORD:?")
+
+
+def test_frontend_reads_the_storage_origin_at_start_not_at_build() -> None:
+    frontend = services()["frontend"]
+    assert "args" not in frontend["build"]
+    assert (
+        frontend["environment"]["STORAGE_ORIGIN"]
+        == (services()["api"]["environment"]["V2M_S3_PUBLIC_ENDPOINT_URL"])
+    )
 
 
 def test_monitoring_is_provisioned_from_the_monitoring_folder() -> None:

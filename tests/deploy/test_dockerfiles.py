@@ -10,7 +10,10 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+import socket
 import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,37 +141,102 @@ def test_dockerignore_excludes_local_state_but_not_what_images_copy() -> None:
                         ), f"{dockerfile} copies {source}, which .dockerignore excludes ({pattern})"
 
 
-def test_frontend_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
-    nginx = require_tool("nginx", "apt-get install nginx (only `nginx -t` is used)")
-    # Given the server block with the API upstream pointed at an address that
-    # resolves here (`api` exists only on the Compose/Kubernetes network)
+def frontend_env() -> dict[str, str]:
+    """The ENV of the frontend image's final stage."""
+    env: dict[str, str] = {}
+    for arg in parse("frontend/Dockerfile")[-1].args("ENV"):
+        for item in shlex.split(arg):
+            key, _, value = item.partition("=")
+            env[key] = value
+    return env
+
+
+def render_frontend_config(directory: Path, storage_origin: str, api_port: int = 8000) -> Path:
+    """The frontend's nginx config as the image's entrypoint leaves it at start.
+
+    The entrypoint renders /etc/nginx/templates/*.template with envsubst, replacing
+    only the variables NGINX_ENVSUBST_FILTER matches, into NGINX_ENVSUBST_OUTPUT_DIR;
+    this does the same here, with the paths moved into `directory` and the API upstream
+    pointed at an address that resolves here. Returns the main nginx.conf.
+    """
+    env = {**frontend_env(), "STORAGE_ORIGIN": storage_origin}
+    output_dir = Path(env["NGINX_ENVSUBST_OUTPUT_DIR"])
+    name_filter = re.compile(env["NGINX_ENVSUBST_FILTER"])
+    for template in sorted((REPO_ROOT / "frontend").glob("*.template")):
+        text = template.read_text()
+        for key, value in env.items():
+            if name_filter.search(key):
+                text = text.replace("${" + key + "}", value)
+        (directory / template.name.removesuffix(".template")).write_text(text)
     server = (REPO_ROOT / "frontend" / "nginx.conf").read_text()
     assert "server api:8000;" in server
-    (tmp_path / "default.conf").write_text(
-        server.replace("server api:8000;", "server 127.0.0.1:8000;")
+    server = server.replace("server api:8000;", f"server 127.0.0.1:{api_port};")
+    server = server.replace(f"include {output_dir}/", f"include {directory}/")
+    server = server.replace("root /usr/share/nginx/html;", f"root {REPO_ROOT / 'frontend'};")
+    server = server.replace("access_log /dev/stdout", f"access_log {directory}/access.log")
+    (directory / "default.conf").write_text(server)
+    main = directory / "nginx.conf"
+    main.write_text(
+        f"pid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
+        f"http {{ include {directory}/default.conf; }}\n"
     )
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{ include {tmp_path}/default.conf; }}\n"
-    )
-    # When nginx tests it, Then it is accepted
-    result = subprocess.run(
-        [
-            nginx,
-            "-t",
-            "-q",
-            "-e",
-            "stderr",
-            "-p",
-            str(tmp_path),
-            "-c",
-            str(tmp_path / "nginx.conf"),
-        ],
+    return main
+
+
+def run_nginx(nginx: str, main: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [nginx, "-e", "stderr", "-p", str(main.parent), "-c", str(main), *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
+
+
+def test_frontend_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    nginx = require_tool("nginx", "apt-get install nginx (only `nginx -t` is used)")
+    # Given the config as the container renders it at start
+    main = render_frontend_config(tmp_path, "http://localhost:9000")
+    # When nginx tests it, Then it is accepted
+    result = run_nginx(nginx, main, "-t", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_one_frontend_image_serves_the_csp_of_the_storage_origin_given_at_start(
+    tmp_path: Path,
+) -> None:
+    nginx = require_tool("nginx", "apt-get install nginx")
+    # Given the image's config rendered for a storage host chosen at deploy time
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    origin = "https://storage.deploy-time.example"
+    main = render_frontend_config(tmp_path, origin)
+    default = tmp_path / "default.conf"
+    default.write_text(default.read_text().replace("listen 8080;", f"listen 127.0.0.1:{port};"))
+    # When nginx serves the page
+    started = run_nginx(nginx, main)
+    assert started.returncode == 0, started.stderr
+    try:
+        response = None
+        for _ in range(50):
+            try:
+                response = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert response is not None, "nginx did not answer"
+        csp = response.headers["Content-Security-Policy"]
+    finally:
+        run_nginx(nginx, main, "-s", "stop")
+    # Then its CSP lets the page upload to and play from that host, and no other
+    assert f"connect-src 'self' {origin};" in csp
+    assert f"media-src 'self' {origin} blob:;" in csp
+    assert "localhost:9000" not in csp
+    # And the image reads the origin at start, not at build time
+    dockerfile = (REPO_ROOT / "frontend" / "Dockerfile").read_text()
+    assert "ARG STORAGE_ORIGIN" not in dockerfile
+    assert "/etc/nginx/templates/" in dockerfile
 
 
 def test_frontend_proxies_the_api_paths_and_listens_unprivileged() -> None:

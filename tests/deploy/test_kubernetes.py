@@ -9,6 +9,7 @@ they see exactly what `kubectl apply -k` would send.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import subprocess
@@ -54,6 +55,27 @@ def render(overlay: str) -> tuple[Doc, ...]:
     )
     assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def render_kustomization(directory: Path, kustomization: Doc) -> tuple[Doc, ...]:
+    """Write `kustomization` into `directory` and render it with `kubectl kustomize`."""
+    directory.mkdir(exist_ok=True)
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+            | kustomization
+        )
+    )
+    kubectl = require_tool("kubectl", "see kubernetes.io/docs/tasks/tools")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
 
 
 def of_kind(docs: tuple[Doc, ...], kind: str) -> list[Doc]:
@@ -283,38 +305,21 @@ def test_keda_queue_length_target_equals_worker_concurrency(overlay: str) -> Non
 def test_changing_concurrency_in_an_overlay_changes_the_keda_target(tmp_path: Path) -> None:
     # Given an overlay that raises the worker concurrency to 3
     overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    base = K8S_DIR / "base"
-    component = K8S_DIR / "components" / "keda-concurrency"
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                # kustomize accepts only relative paths to other kustomizations.
-                "resources": [os.path.relpath(base, overlay)],
-                "components": [os.path.relpath(component, overlay)],
-                "configMapGenerator": [
-                    {
-                        "name": "video2mp3-config",
-                        "behavior": "merge",
-                        "literals": ["V2M_WORKER_CONCURRENCY=3"],
-                    }
-                ],
-            }
-        )
+    # When it is rendered (kustomize accepts only relative paths to other kustomizations)
+    docs = render_kustomization(
+        overlay,
+        {
+            "resources": [os.path.relpath(K8S_DIR / "base", overlay)],
+            "components": [os.path.relpath(K8S_DIR / "components" / "keda-concurrency", overlay)],
+            "configMapGenerator": [
+                {
+                    "name": "video2mp3-config",
+                    "behavior": "merge",
+                    "literals": ["V2M_WORKER_CONCURRENCY=3"],
+                }
+            ],
+        },
     )
-    # When it is rendered
-    kubectl = require_tool("kubectl", "see kubernetes.io/docs/tasks/tools")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(overlay)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    docs = tuple(d for d in yaml.safe_load_all(result.stdout) if d)
     # Then KEDA asks for one pod per three messages
     assert rabbitmq_trigger(docs)["metadata"]["value"] == "3"
 
@@ -512,7 +517,8 @@ def test_workers_may_reach_only_broker_storage_database_and_dns(overlay: str) ->
     policies = [
         p
         for p in of_kind(docs, "NetworkPolicy")
-        if p["spec"]["podSelector"].get("matchLabels", {}).items() <= worker_labels.items()
+        if p["spec"]["podSelector"].get("matchLabels")
+        and p["spec"]["podSelector"]["matchLabels"].items() <= worker_labels.items()
     ]
     assert len(policies) == 1, f"expected one NetworkPolicy selecting {worker_labels}"
     spec = policies[0]["spec"]
@@ -525,7 +531,7 @@ def test_workers_may_reach_only_broker_storage_database_and_dns(overlay: str) ->
             assert "ipBlock" not in peer, "no IP ranges: ffmpeg must not reach the internet"
             labels = peer["podSelector"]["matchLabels"]
             reachable.add(labels.get("app.kubernetes.io/name") or labels.get("k8s-app"))
-    assert reachable == {"rabbitmq", "minio", "postgres", "kube-dns"}
+    assert reachable == {"rabbitmq", "storage", "postgres", "kube-dns"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -611,3 +617,161 @@ def test_secret_template_marks_every_password_as_a_placeholder() -> None:
         for key, value in secret["stringData"].items():
             if any(word in key.upper() for word in ("PASS", "SECRET", "HOST")):
                 assert "change-me" in value.lower(), f"{secret['metadata']['name']}.{key}"
+
+
+# --- network policies for every workload ------------------------------------------------
+
+
+def selects(policy: Doc, labels: dict[str, str]) -> bool:
+    match: dict[str, str] = policy["spec"]["podSelector"].get("matchLabels", {})
+    return match.items() <= labels.items()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_traffic_is_denied_unless_a_policy_allows_it(overlay: str) -> None:
+    docs = render(overlay)
+    deny_all = [
+        p
+        for p in of_kind(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert len(deny_all) == 1, "expected one default-deny NetworkPolicy for every pod"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_workload_has_its_own_network_policy(overlay: str) -> None:
+    docs = render(overlay)
+    for workload, _ in pod_specs(docs):
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        own = [
+            p
+            for p in of_kind(docs, "NetworkPolicy")
+            if p["spec"]["podSelector"].get("matchLabels") and selects(p, labels)
+        ]
+        assert own, f"{resource_id(workload)} has no NetworkPolicy of its own"
+
+
+def allowed_sources(docs: tuple[Doc, ...], target: str, port: int) -> set[str]:
+    """Who may open `port` on the pods named `target`: pod names or `ns:<namespace>`."""
+    sources: set[str] = set()
+    for policy in of_kind(docs, "NetworkPolicy"):
+        if (
+            policy["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+            != target
+        ):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            if port not in {p["port"] for p in rule.get("ports", [])}:
+                continue
+            for peer in rule.get("from", [{"anywhere": True}]):
+                if "podSelector" in peer and "namespaceSelector" not in peer:
+                    sources.add(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+                elif "namespaceSelector" in peer:
+                    ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    sources.add(f"ns:{ns}")
+                else:
+                    sources.add("anywhere")
+    return sources
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_allow_exactly_the_flows_that_exist(overlay: str) -> None:
+    docs = render(overlay)
+    assert allowed_sources(docs, "postgres", 5432) == {"api", "worker"}
+    assert allowed_sources(docs, "rabbitmq", 5672) == {"api", "worker"}
+    assert allowed_sources(docs, "rabbitmq", 15672) == {"ns:keda"}
+    assert allowed_sources(docs, "storage", 9000) == {"api", "worker", "ns:ingress-nginx"}
+    assert allowed_sources(docs, "api", 8000) == {"frontend", "ns:ingress-nginx", "ns:monitoring"}
+    assert allowed_sources(docs, "frontend", 8080) == {"ns:ingress-nginx"}
+
+
+# --- storage, first user, page, re-apply ----------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_storage_serves_the_bucket_the_app_uses_with_the_app_key_and_page_origin(
+    overlay: str,
+) -> None:
+    docs = render(overlay)
+    config = app_config(docs)
+    pod = one(docs, "StatefulSet", "storage")["spec"]["template"]["spec"]
+    [server] = pod["containers"]
+    [bucket_init] = pod["initContainers"]
+    assert server["image"] == bucket_init["image"]
+    served = server["args"][-1]
+    assert bucket_init["args"] == ["mkdir", f"{served}/$(V2M_S3_BUCKET)"]
+    init_env = {e["name"]: e for e in bucket_init["env"]}
+    assert init_env["V2M_S3_BUCKET"]["valueFrom"]["configMapKeyRef"]["key"] == "V2M_S3_BUCKET"
+    env = {e["name"]: e for e in server["env"]}
+    assert env["RCLONE_AUTH_KEY"]["value"] == '"$(S3_ACCESS_KEY),$(S3_SECRET_KEY)"'
+    for name, key in (
+        ("S3_ACCESS_KEY", "V2M_S3_ACCESS_KEY"),
+        ("S3_SECRET_KEY", "V2M_S3_SECRET_KEY"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"]["key"] == key
+    origin_key = env["RCLONE_ALLOW_ORIGIN"]["valueFrom"]["configMapKeyRef"]["key"]
+    page_origins = json.loads(config["V2M_CORS_ORIGINS"])
+    assert [config[origin_key]] == page_origins
+    assert urlsplit(config["V2M_S3_ENDPOINT_URL"]).hostname == "storage"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_first_user_is_created_from_the_config_and_a_secret(overlay: str) -> None:
+    docs = render(overlay)
+    assert "@" in app_config(docs)["V2M_BOOTSTRAP_ADMIN_EMAIL"]
+    for name in ("api", "worker"):
+        env = {
+            e["name"]: e
+            for e in one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0][
+                "env"
+            ]
+        }
+        ref = env["V2M_BOOTSTRAP_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("video2mp3-secrets", "V2M_BOOTSTRAP_ADMIN_PASSWORD")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_page_allows_the_storage_origin_it_is_given_at_start(overlay: str) -> None:
+    docs = render(overlay)
+    [container] = one(docs, "Deployment", "frontend")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["STORAGE_ORIGIN"]["valueFrom"]["configMapKeyRef"]
+    assert ref["name"].startswith("video2mp3-config")
+    assert ref["key"] == "V2M_S3_PUBLIC_ENDPOINT_URL"
+
+
+def render_with_config_change(tmp_path: Path, overlay: str) -> tuple[Doc, ...]:
+    """The overlay rendered again after an operator changed one setting in it."""
+    changed = tmp_path / "changed"
+    return render_kustomization(
+        changed,
+        {
+            "resources": [os.path.relpath(K8S_DIR / "overlays" / overlay, changed)],
+            "configMapGenerator": [
+                {
+                    "name": "video2mp3-config",
+                    "behavior": "merge",
+                    "literals": ["V2M_LOG_LEVEL=DEBUG"],
+                }
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reapplying_after_a_config_change_leaves_every_job_template_unchanged(
+    overlay: str, tmp_path: Path
+) -> None:
+    # A Job's pod template is immutable: `kubectl apply` of a changed one is refused.
+    # Given the overlay as applied, and as re-rendered after a setting changed
+    before = {d["metadata"]["name"]: d for d in of_kind(render(overlay), "Job")}
+    after_docs = render_with_config_change(tmp_path, overlay)
+    assert app_config(after_docs)["V2M_LOG_LEVEL"] == "DEBUG"
+    after = {d["metadata"]["name"]: d for d in of_kind(after_docs, "Job")}
+    # Then every Job would be applied unchanged
+    assert before.keys() == after.keys()
+    for name, job in before.items():
+        assert job["spec"]["template"] == after[name]["spec"]["template"], f"Job/{name}"

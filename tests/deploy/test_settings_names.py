@@ -25,6 +25,7 @@ NAME = re.compile(r"\bV2M_[A-Z0-9_]+\b")
 KNOWN = {f"V2M_{name.upper()}" for name in Settings.model_fields}
 # Read by something other than Settings (documented where used).
 OTHER_READERS = {
+    "V2M_API_KEY",
     "V2M_DEMO_URL",
     "V2M_UPDATE_SCREENSHOTS",
     "V2M_TEST_AMQP_URL",

@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 import httpx
 import pika
+import psycopg
 import pytest
 from botocore.config import Config
 
@@ -519,3 +520,22 @@ def shared_stack(
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server, dropped afterwards."""
+    admin_url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"v2m_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable ({exc}). Run `make install-postgres` or set V2M_TEST_POSTGRES_URL."
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

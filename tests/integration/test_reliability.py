@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.server
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.broker import DedicatedBroker
@@ -115,13 +117,16 @@ def test_hung_worker_loses_its_lease_and_the_job_completes_elsewhere(
 
 
 @pytest.fixture
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DedicatedBroker]:
-    node = DedicatedBroker(tmp_path_factory.mktemp("broker"))
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
+def broker() -> Iterator[DedicatedBroker]:
+    # Not under pytest's basetemp: pytest makes that directory private to root at every
+    # session start, and Debian's rabbitmq-server runs as the rabbitmq user.
+    with tempfile.TemporaryDirectory(prefix="v2m-broker-") as workdir:
+        node = DedicatedBroker(Path(workdir))
+        node.start()
+        try:
+            yield node
+        finally:
+            node.stop()
 
 
 def test_broker_outage_loses_no_accepted_job(
@@ -134,6 +139,10 @@ def test_broker_outage_loses_no_accepted_job(
 
     # When RabbitMQ goes down mid-job
     broker.stop()
+    wait_for(lambda: bool(worker.events("broker_connection_lost")), 30, "the worker to notice")
+    # Then the worker stays alive for its liveness probe: its loop turns without a broker
+    health = httpx.get(f"http://127.0.0.1:{worker.metrics_port}/healthz", timeout=5)
+    assert health.status_code == 200, health.text
     upload_id = stack.upload(sample("short_clip"), "blink.mp4", "video/mp4")
     key = f"outage-{uuid.uuid4()}"
     with stack.client() as api:
@@ -142,11 +151,14 @@ def test_broker_outage_loses_no_accepted_job(
         )
         ready = api.get("/readyz")
         listed = api.get("/v1/jobs").json()
+        status = api.get(f"/v1/jobs/{first['id']}")
     # Then job creation says so, and nothing half-created is left
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "queue_unavailable"
-    assert ready.status_code == 503 and ready.json()["checks"]["broker"] == "unreachable"
     assert [j["id"] for j in listed["items"]] == [first["id"]]
+    # and the API stays ready: status reads are still served
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok"}
+    assert status.status_code == 200 and status.json()["id"] == first["id"]
 
     # When it comes back
     broker.start()
@@ -251,3 +263,16 @@ def test_media_longer_than_the_limit_is_refused(
     job = stack.convert(sample("long_audio"), "lecture.m4a", "audio/mp4")
     assert job["status"] == "failed" and job["error"]["code"] == "media_too_long"
     assert "hours" in job["error"]["message"]
+
+
+def test_conversion_over_ffmpegs_memory_limit_fails_once_with_resource_limit(
+    make_stack: StackFactory, sample: Callable[[str], Path]
+) -> None:
+    # Given a worker whose ffmpeg may use far less memory than it needs
+    stack = make_stack(workers=1, ffmpeg_memory_limit_mb="64", max_attempts="3")
+    # When a job runs
+    job = stack.convert(sample("short_clip"), "blink.mp4", "video/mp4")
+    # Then it fails on its first attempt with resource_limit, and nothing is dead-lettered
+    assert job["status"] == "failed", job
+    assert (job["error"]["code"], job["attempts"]) == ("resource_limit", 1)
+    assert stack.queue_counts(f"{stack.queue}.dlq")[0] == 0

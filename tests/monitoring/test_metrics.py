@@ -60,7 +60,13 @@ def test_series_that_rates_depend_on_exist_before_the_first_event() -> None:
         )
         is not None
     )
-    for code in ("no_audio_stream", "unsupported_media", "retries_exhausted"):
+    for code in (
+        "no_audio_stream",
+        "unsupported_media",
+        "resource_limit",
+        "timeout",
+        "retries_exhausted",
+    ):
         labels = {"outcome": "failed", "code": code}
         assert REGISTRY.get_sample_value("v2m_worker_jobs_finished_total", labels) is not None
     assert (

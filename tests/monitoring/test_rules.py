@@ -114,8 +114,7 @@ def test_compose_config_scrapes_the_services_the_compose_file_runs() -> None:
         {"names": ["worker"], "type": "A", "port": 9100, "refresh_interval": "15s"}
     ]
     assert jobs["rabbitmq"]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
-    assert jobs["minio"]["metrics_path"] == "/minio/v2/metrics/cluster"
-    assert jobs["minio"]["static_configs"][0]["targets"] == ["minio:9000"]
+    assert jobs["storage"]["static_configs"][0]["targets"] == ["storage:9001"]
 
 
 def test_kubernetes_monitors_give_the_same_job_names() -> None:

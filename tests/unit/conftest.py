@@ -119,22 +119,15 @@ def app(
     monkeypatch.setattr(main, "Publisher", lambda _settings: publisher)
     app = main.create_app(settings)
 
-    def session_override() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as session:
-            yield session
-
-    app.dependency_overrides[deps.get_session] = session_override
+    app.dependency_overrides[deps.get_engine] = lambda: engine
     app.dependency_overrides[deps.get_storage] = lambda: cast(Storage, storage)
     app.dependency_overrides[deps.get_publisher] = lambda: cast(Publisher, publisher)
     return app
 
 
 @pytest.fixture
-def client(app: FastAPI, engine: Engine) -> Iterator[TestClient]:
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClientClass(app) as client:
-        # Routes that read the engine from app.state (async ones, the events stream) use
-        # the test's database too; the lifespan has set its own by now.
-        app.state.engine = engine
         yield client
 
 
@@ -177,7 +170,7 @@ def add_upload(
     expires_at: datetime,
 ) -> Upload:
     """An upload row for a test (outside the tally the upload limits read; the API
-    records uploads with `jobs.record_uploads`)."""
+    counts uploads with `limits.count_upload`)."""
     upload = Upload(
         id=upload_id,
         owner_id=owner_id,

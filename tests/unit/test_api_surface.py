@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlmodel import create_engine
 
+from api import deps
 from shared.config import Settings
 from shared.queue import Publisher
 from shared.storage import Storage
@@ -165,52 +168,57 @@ def test_healthz_is_200_without_checking_dependencies(
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_is_200_when_everything_answers(client: TestClient) -> None:
+def test_readyz_is_200_when_the_database_answers(client: TestClient) -> None:
     response = client.get("/readyz")
 
     assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+
+
+def test_readyz_is_503_not_ready_when_the_database_is_down(
+    app: FastAPI, client: TestClient, tmp_path: Path
+) -> None:
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'v.db'}")
+    app.dependency_overrides[deps.get_engine] = lambda: unreachable
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
     assert response.json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+        "error": {"code": "not_ready", "message": "Not ready: database unreachable."},
+        "checks": {"database": "unreachable"},
     }
 
 
-def test_readyz_is_503_naming_the_broker_when_it_is_down(
-    client: TestClient, publisher: FakePublisher
+def test_broker_and_storage_outage_keeps_the_api_ready_and_status_reads_served(
+    client: TestClient, uploaded: UploadFactory, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
-    publisher.fail = True
-
-    response = client.get("/readyz")
-
-    assert response.status_code == 503
-    body = response.json()
-    assert body["error"]["code"] == "not_ready"
-    assert "broker" in body["error"]["message"]
-    assert "storage" not in body["error"]["message"]
-    assert body["checks"] == {"database": "ok", "broker": "unreachable", "storage": "ok"}
-
-
-def test_readyz_is_503_naming_storage_when_it_is_down(
-    client: TestClient, storage: FakeStorage
-) -> None:
-    storage.fail = True
-
-    response = client.get("/readyz")
-
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "not_ready"
-    assert "storage" in response.json()["error"]["message"]
-    assert "broker" not in response.json()["error"]["message"]
-
-
-def test_readyz_names_every_dependency_that_is_down(
-    client: TestClient, storage: FakeStorage, publisher: FakePublisher
-) -> None:
+    # Given a job, then the broker and storage both unreachable
+    job_id = client.post("/v1/jobs", json={"upload_id": uploaded()}).json()["id"]
+    waiting = uploaded()
     storage.fail = publisher.fail = True
 
-    message = client.get("/readyz").json()["error"]["message"]
+    # Then the API stays ready, and reads of jobs are served
+    assert client.get("/readyz").status_code == 200
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    assert [j["id"] for j in client.get("/v1/jobs").json()["items"]] == [job_id]
+    # While the routes that need storage answer 503 with a code that says which
+    assert_error_body(
+        client.post("/v1/jobs", json={"upload_id": waiting}), 503, "storage_unavailable"
+    )
 
-    assert "broker" in message and "storage" in message
+
+def test_broker_outage_is_503_queue_unavailable_on_job_creation_only(
+    client: TestClient, uploaded: UploadFactory, publisher: FakePublisher
+) -> None:
+    upload_id = uploaded()
+    publisher.fail = True
+
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/v1/uploads", json=UPLOAD).status_code == 201
+    assert_error_body(
+        client.post("/v1/jobs", json={"upload_id": upload_id}), 503, "queue_unavailable"
+    )
 
 
 # --------------------------------------------------------------------------- OpenAPI

@@ -168,7 +168,6 @@ def test_json_media_types_with_parameters_or_suffix_are_read_as_json(
 
 
 def test_openapi_documents_the_upload_body_and_its_answers(client: TestClient) -> None:
-    # The route reads its own body (api/served.py) but is documented as a declared one
     spec = client.get("/openapi.json").json()
     operation = spec["paths"]["/v1/uploads"]["post"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,14 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from api import admin
-from shared import users
+from api.auth import get_current_user
+from shared import jobs, users
 from shared.config import Settings
 from shared.db import make_engine, migrate
-from shared.models import ApiKey, User
+from shared.models import ApiKey, User, as_utc
 from shared.security import make_token
 from tests.fakes import FakeStorage
 from tests.unit.conftest import make_settings
@@ -83,12 +86,13 @@ def test_every_route_without_credentials_is_401_unauthenticated(
     assert resp.headers["www-authenticate"] == "Bearer"
 
 
-def test_upload_without_credentials_is_401_whatever_its_body(client: TestClient) -> None:
-    # POST /v1/uploads reads its own body (api/served.py): the credential comes first
-    resp = client.post(
-        "/v1/uploads", content=b"{not json", headers={"Content-Type": "application/json"}
-    )
-    assert_error_body(resp, 401, "unauthenticated")
+@pytest.mark.parametrize("path", ["/v1/uploads", "/v1/jobs"])
+@pytest.mark.parametrize("body", [{"filename": 5}, [], {"upload_id": None, "extra": 1}])
+def test_create_without_credentials_is_401_whatever_the_fields_of_its_body(
+    client: TestClient, path: str, body: object
+) -> None:
+    # The credential is checked before the body's fields are validated
+    assert_error_body(client.post(path, json=body), 401, "unauthenticated")
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -101,21 +105,73 @@ def test_revoked_key_stops_working(
     client: TestClient, engine: Engine, account: Callable[..., Account]
 ) -> None:
     _, key = account("ada@example.com")
-    assert client.get("/v1/jobs", headers=auth(key)).status_code == 200  # now cached
-    with Session(engine) as session:
+    assert client.get("/v1/jobs", headers=auth(key)).status_code == 200
+    with Session(engine) as session:  # what the admin CLI does, from another process
         record = session.exec(select(ApiKey)).one()
         users.revoke_api_key(session=session, key_id=record.id)
-    # at once in this process: revoking clears the key from its auth cache
+    # Refused on the very next request: nothing remembers the key
     assert_error_body(client.get("/v1/jobs", headers=auth(key)), 401, "unauthenticated")
 
 
-def test_key_use_is_recorded(
+def test_deactivated_accounts_access_token_stops_working_at_once(
     client: TestClient, engine: Engine, account: Callable[..., Account]
 ) -> None:
+    user_id, _ = account("ada@example.com")
+    token = make_token(user_id=user_id, kind="access", ttl_s=900, secret=SECRET)
+    assert client.get("/v1/auth/me", headers=auth(token)).json()["id"] == user_id
+    with Session(engine) as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        user.is_active = False
+        session.add(user)
+        session.commit()
+    assert_error_body(client.get("/v1/auth/me", headers=auth(token)), 401, "unauthenticated")
+
+
+def test_key_use_is_recorded_at_most_once_a_minute(
+    client: TestClient, engine: Engine, account: Callable[..., Account]
+) -> None:
+    def last_used() -> datetime | None:
+        with Session(engine) as session:
+            return as_utc(session.exec(select(ApiKey)).one().last_used_at)
+
     _, key = account("ada@example.com")
     client.get("/v1/jobs", headers=auth(key))
+    first = last_used()
+    assert first is not None
+    client.post("/v1/uploads", json=UPLOAD, headers=auth(key))
+    assert last_used() == first  # within the minute: no second write
     with Session(engine) as session:
-        assert session.exec(select(ApiKey)).one().last_used_at is not None
+        record = session.exec(select(ApiKey)).one()
+        record.last_used_at = datetime.now(UTC) - timedelta(minutes=2)
+        session.add(record)
+        session.commit()
+    client.get(f"/v1/jobs/{uuid.uuid4()}", headers=auth(key))
+    recorded = last_used()
+    assert recorded is not None and recorded > datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_overriding_the_current_user_reaches_every_route(
+    app: FastAPI, client: TestClient, engine: Engine, storage: FakeStorage
+) -> None:
+    # Given the current-user dependency replaced, as a test or an embedding app would
+    with Session(engine, expire_on_commit=False) as session:
+        stand_in = users.create_user(session=session, email="stand-in@example.com")
+    app.dependency_overrides[get_current_user] = lambda: stand_in
+
+    # When requests come without any credential (authentication is required here)
+    grant = client.post("/v1/uploads", json=UPLOAD)
+    storage.put_presigned(grant.json()["url"], b"\0" * 10, grant.json()["headers"])
+    job = client.post("/v1/jobs", json={"upload_id": grant.json()["upload_id"]})
+    read = client.get(f"/v1/jobs/{job.json()['id']}")
+
+    # Then every route acted as the stand-in user
+    assert grant.status_code == 201
+    assert storage.key_of(grant.json()["url"]).startswith(f"uploads/{stand_in.id}/")
+    assert read.status_code == 200 and read.json()["id"] == job.json()["id"]
+    with Session(engine) as session:
+        assert jobs.get_job(session=session, job_id=job.json()["id"]).owner_id == stand_in.id
+    assert client.get("/v1/auth/me").json()["email"] == "stand-in@example.com"
 
 
 def test_login_returns_tokens_that_authenticate(

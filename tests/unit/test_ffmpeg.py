@@ -1,4 +1,4 @@
-"""worker.ffmpeg as pure functions: argv, progress, the input header, probe parsing, errors."""
+"""worker.ffmpeg as pure functions: argv, progress, probe parsing, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from shared.models import JobOptions
 from worker.ffmpeg import (
     FORMAT_WHITELIST,
     CopyNotPossible,
-    InputHeader,
     can_stream_copy,
     classify_failure,
     parse_probe,
@@ -19,7 +18,6 @@ from worker.ffmpeg import (
     probe_argv,
     progress_percent,
     protocol_whitelist,
-    split_level,
     transcode_argv,
 )
 
@@ -304,94 +302,44 @@ def test_parse_probe_of_empty_output_is_empty(data: dict[str, Any]) -> None:
     assert result.duration_s is None
 
 
-# --------------------------------------------------------------------------- input header
+# --------------------------------------------------------------------------- forged metadata
 
-# What ffmpeg 5.1 printed with `-loglevel level+info` for a 5.1 AAC MP4 whose title
-# tries to pass for a stream line (a value's second line comes without the prefix).
-HEADER_51 = """\
-[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'http://s3/b/k?X-Amz-Signature=x':
-[info]   Metadata:
-[info]     major_brand     : isom
-[info]     title           : x
-                    :   Stream #0:5: Audio: mp3
-[info]   Duration: 00:01:03.50, start: 0.000000, bitrate: 226 kb/s
-[info]   Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p, 1280x720, 42 kb/s, 25 fps
-[info]     Metadata:
-[info]       handler_name    : VideoHandler
-[info]   Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, 5.1, fltp, 172 kb/s (default)
-[info]   Stream #0:2[0x3](eng): Audio: mp3 (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s
-[info] Stream mapping:
-[info]   Stream #0:1 -> #0:0 (aac (native) -> mp3 (libmp3lame))
-"""
-
-
-def read_header(text: str) -> tuple[InputHeader, list[bool]]:
-    header = InputHeader()
-    ends = [header.feed(*split_level(line)) for line in text.splitlines()]
-    return header, ends
-
-
-def test_input_header_gives_format_duration_and_audio_streams() -> None:
-    header, ends = read_header(HEADER_51)
-    probe = header.result()
-
-    assert probe.format_name == "mov,mp4,m4a,3gp,3g2,mj2"
-    assert probe.duration_s == pytest.approx(63.5)
-    assert probe.bit_rate == 226_000
-    assert [(a.index, a.codec, a.channels, a.sample_rate, a.bit_rate) for a in probe.audio] == [
-        (1, "aac", 6, 44100, 172_000),
-        (2, "mp3", 2, 48000, 128_000),
-    ]
-    assert ends.count(True) == 1 and ends.index(True) == len(ends) - 2  # at "Stream mapping:"
-
-
-def test_metadata_cannot_forge_a_stream() -> None:
-    header, _ = read_header(HEADER_51)
-
-    assert 5 not in [a.index for a in header.audio]
-
-
-def test_video_only_input_has_no_audio() -> None:
-    header, _ = read_header(
-        "[info] Input #0, avi, from 'x':\n"
-        "[info]   Duration: N/A, start: 0.000000, bitrate: N/A\n"
-        "[info]   Stream #0:0: Video: rawvideo (RGB[24] / 0x18424752), rgb24, 320x240\n"
-        "[fatal] Stream map '0:a:0' matches no streams.\n"
-    )
-    probe = header.result()
-
-    assert probe.audio == [] and probe.duration_s is None and probe.bit_rate is None
-    assert not header.complete
-
-
-def test_audio_only_input_takes_the_container_duration_for_its_stream() -> None:
-    header, _ = read_header(
-        "[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x':\n"
-        "[info]   Duration: 00:00:09.98, start: 0.000000, bitrate: 129 kb/s\n"
-        "[info]   Stream #0:0[0x1](und): Audio: aac (LC), 48000 Hz, mono, fltp, 127 kb/s\n"
-        "[info] Output #0, mp3, to 'out.mp3':\n"
-    )
-
-    assert header.complete
-    audio = header.result().first_audio
-    assert audio.channels == 1
-    assert audio.duration_s == pytest.approx(9.98)
-
-
-@pytest.mark.parametrize(
-    ("line", "level", "message"),
-    [
-        ("[info] Stream mapping:", "info", "Stream mapping:"),
-        ("[mov,mp4 @ 0x55a5] [error] moov atom not found", "error", "moov atom not found"),
-        (
-            "To ignore this, add a trailing '?' to the map.",
-            None,
-            "To ignore this, add a trailing '?' to the map.",
-        ),
-    ],
+FORGED = "x\n[info]   Duration: 00:00:01.00, start: 0.000000, bitrate: 1 kb/s\n" + (
+    "[info]   Stream #0:7: Audio: mp3, 8000 Hz, mono, fltp, 8 kb/s\n[error] partial file"
 )
-def test_split_level_reads_the_prefix(line: str, level: str | None, message: str) -> None:
-    assert split_level(line) == (level, message)
+
+
+def test_metadata_forging_ffmpegs_log_lines_cannot_pass_for_a_stream_or_a_duration() -> None:
+    # Given ffprobe's JSON for a 120 s MKV whose title and stream title mimic ffmpeg's log
+    data = {
+        "format": {
+            "format_name": "matroska,webm",
+            "duration": "120.023000",
+            "bit_rate": "71000",
+            "tags": {"title": FORGED, FORGED: FORGED},
+        },
+        "streams": [
+            {
+                "index": 0,
+                "codec_type": "audio",
+                "codec_name": "aac",
+                "channels": 1,
+                "sample_rate": "44100",
+                "tags": {"title": FORGED},
+            }
+        ],
+    }
+
+    result = parse_probe(data)
+
+    # Then the facts are ffprobe's fields, whatever the tags say
+    assert result.duration_s == pytest.approx(120.023)
+    assert [(a.index, a.codec, a.sample_rate) for a in result.audio] == [(0, "aac", 44100)]
+
+
+def test_ffmpeg_logs_no_input_description_for_metadata_to_forge() -> None:
+    # Its description of the input (info level) would print the file's metadata verbatim.
+    assert value_of(argv_for(), "-loglevel") == "level+warning"
 
 
 # --------------------------------------------------------------------------- failures

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -14,20 +13,22 @@ import pytest
 import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session
 from structlog.testing import capture_logs
 
 from shared import jobs
 from shared.config import Settings
-from shared.db import create_tables
 from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import Job, JobOptions, JobStatus
 from shared.queue import JobMessage, backoff_ms
 from shared.storage import Storage
 from tests.fakes import FakeStorage
 from tests.unit.conftest import add_upload, make_settings
-from worker import ffmpeg, handlers
-from worker.handlers import Action, ConvertResult, JobContext, Outcome, process_message
+from worker import convert, ffmpeg, handlers
+from worker.context import JobContext
+from worker.convert import ConvertResult, output_key
+from worker.handlers import handle
+from worker.outcome import Action, Outcome
 
 Convert = Callable[[str, str, JobOptions, JobContext], ConvertResult]
 
@@ -42,25 +43,6 @@ def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobC
     return JobContext(settings=worker_settings, engine=engine, storage=cast(Storage, storage))
 
 
-@pytest.fixture
-def file_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A database each thread reaches through a connection of its own: the in-memory
-    one shares a single connection, so a test reading it while a job is delivered on
-    another thread would end (roll back) that thread's transaction."""
-    engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}", connect_args={"timeout": 30})
-    create_tables(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def threaded_ctx(
-    worker_settings: Settings, file_engine: Engine, storage: FakeStorage
-) -> JobContext:
-    """`ctx` for tests that deliver on more than one thread at once."""
-    return JobContext(settings=worker_settings, engine=file_engine, storage=cast(Storage, storage))
-
-
 def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
     with Session(engine, expire_on_commit=False) as session:
         upload = add_upload(
@@ -73,7 +55,7 @@ def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts:
             size_bytes=4096,
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        job = jobs.create_job(
+        job = jobs.insert_job(
             session=session,
             upload=upload,
             options=options or {},
@@ -95,7 +77,7 @@ def load(engine: Engine, job_id: str) -> Job:
 
 
 def deliver(job_id: str, ctx: JobContext, attempt: int = 1, token: str | None = None) -> Outcome:
-    return process_message(JobMessage(job_id=job_id, attempt=attempt, token=token).encode(), ctx)
+    return handle(JobMessage(job_id=job_id, attempt=attempt, token=token), ctx)
 
 
 def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple[str, str]]:
@@ -109,7 +91,6 @@ def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple
         ctx: JobContext,
         token: str | None = None,
         key: str | None = None,
-        slot: handlers.Slot | None = None,
     ) -> ConvertResult:
         calls.append((job_id, input_key))
         return convert(job_id, input_key, options, ctx)
@@ -127,7 +108,7 @@ def raising(exc: Exception) -> Convert:
 
 def succeeding(job_id: str, _key: str, _options: JobOptions, _ctx: JobContext) -> ConvertResult:
     return ConvertResult(
-        key=handlers.output_key(job_id),
+        key=output_key(job_id),
         size_bytes=190_000,
         duration_s=9.987,
         bitrate_kbps=152,
@@ -136,20 +117,6 @@ def succeeding(job_id: str, _key: str, _options: JobOptions, _ctx: JobContext) -
 
 
 # --------------------------------------------------------------------------- routing
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"", b"not json", b"\xff\xfe\x00", b"[]", b"null", b'{"v": 1}', b'{"job_id": null}'],
-    ids=["empty", "not-json", "binary", "list", "null", "no-job-id", "null-job-id"],
-)
-def test_poison_message_goes_to_dead_letter(
-    body: bytes, ctx: JobContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = use_convert(monkeypatch, succeeding)
-
-    assert process_message(body, ctx) == Outcome(Action.DEAD_LETTER)
-    assert calls == []
 
 
 def test_unknown_job_goes_to_dead_letter(ctx: JobContext, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,6 +274,32 @@ def test_permanent_media_error_fails_the_job_and_acks(
     assert job.finished_at is not None
 
 
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [(ffmpeg.resource_limit("killed"), "resource_limit"), (ffmpeg.timed_out(1500), "timeout")],
+    ids=["memory", "timeout"],
+)
+def test_conversion_out_of_memory_or_time_fails_once_without_a_retry(
+    error: MediaError,
+    code: str,
+    ctx: JobContext,
+    engine: Engine,
+    fake_ffmpeg: dict[str, Any],
+    storage: FakeStorage,
+) -> None:
+    # Given a conversion that ffmpeg cannot finish within its memory or time limit
+    fake_ffmpeg["fail"] = error
+    job_id = make_job(engine)
+
+    outcome = deliver(job_id, ctx)
+
+    # Then the job fails at once with that code, and the message is acked, not retried
+    assert outcome == Outcome(Action.ACK)
+    job = load(engine, job_id)
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.failed, code, 1)
+    assert storage.objects == {}
+
+
 @pytest.mark.parametrize("previous_attempts", [0, 1])
 def test_retryable_error_before_the_last_attempt_schedules_a_retry(
     ctx: JobContext,
@@ -421,7 +414,7 @@ def test_database_outage_gives_the_message_back(
     assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
 
 
-# --------------------------------------------------------------------------- ffmpeg slots
+# --------------------------------------------------------------------------- stopping, leases
 
 
 def test_job_delivered_while_the_worker_stops_is_given_back_untouched(
@@ -429,109 +422,13 @@ def test_job_delivered_while_the_worker_stops_is_given_back_untouched(
 ) -> None:
     calls = use_convert(monkeypatch, succeeding)
     job_id = make_job(engine)
-    with ctx.slots.take():  # another job's ffmpeg holds the slot
-        ctx.stopping.set()
+    ctx.stopping.set()
 
-        assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
+    assert deliver(job_id, ctx) == Outcome(Action.REQUEUE)
 
     assert calls == []
     job = load(engine, job_id)
     assert (job.status, job.attempts) == (JobStatus.queued, 0)
-
-
-def test_next_job_starts_while_the_previous_one_uploads(
-    threaded_ctx: JobContext, fake_ffmpeg: dict[str, Any], storage: FakeStorage
-) -> None:
-    ctx, engine = threaded_ctx, threaded_ctx.engine
-    first, second = make_job(engine), make_job(engine)
-    second_done = threading.Event()
-    uploads: list[bool] = []
-    real_upload = storage.upload_file
-
-    def slow_upload(path: str, key: str, *, content_type: str) -> None:
-        if first in key:  # the first job's upload waits for the second job to finish
-            uploads.append(second_done.wait(timeout=10))
-        real_upload(path, key, content_type=content_type)
-
-    storage.upload_file = slow_upload  # type: ignore[method-assign]
-    outcomes: dict[str, Outcome] = {}
-
-    def run(job_id: str) -> None:
-        outcomes[job_id] = deliver(job_id, ctx)
-        if job_id == second:
-            second_done.set()
-
-    one = threading.Thread(target=run, args=(first,))
-    one.start()
-    while not fake_ffmpeg["argv"]:  # the first job's ffmpeg has run
-        time.sleep(0.01)
-    run(second)  # one slot (concurrency 1), yet it is not blocked by the upload
-    one.join(timeout=10)
-
-    assert uploads == [True]
-    assert outcomes == {first: Outcome(Action.ACK), second: Outcome(Action.ACK)}
-    assert load(engine, first).status == load(engine, second).status == JobStatus.completed
-
-
-@pytest.mark.parametrize(
-    ("media_s", "expected"),
-    [(30.0, ["next message", "ffmpeg exited"]), (600.0, ["ffmpeg exited", "next message"])],
-    ids=["short-input-asks-early", "long-input-asks-at-exit"],
-)
-def test_when_a_job_lets_the_next_message_in_depends_on_its_inputs_length(
-    media_s: float,
-    expected: list[str],
-    ctx: JobContext,
-    engine: Engine,
-    fake_ffmpeg: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given a worker that looks ahead for inputs of up to 60 s (the default)
-    assert ctx.settings.worker_lookahead_s == 60.0
-    events: list[str] = []
-    ctx.slots.bind_next = lambda: lambda: events.append("next message")
-    fake_run = ffmpeg.run_transcode
-
-    def run_transcode(argv: list[str], **kw: Any) -> ffmpeg.Transcoded:
-        result = fake_run(argv, **kw)
-        events.append("ffmpeg exited")
-        return result
-
-    monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
-    # When a job's ffmpeg describes an input of that length
-    fake_ffmpeg["input"] = probe_result(duration=media_s)
-
-    assert deliver(make_job(engine), ctx) == Outcome(Action.ACK)
-
-    # Then the next message is let in once: before ffmpeg exits only for a short input
-    assert events == expected
-
-
-def test_job_is_claimed_while_it_waits_for_its_slot_and_finished_if_the_worker_stops(
-    threaded_ctx: JobContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ctx, engine = threaded_ctx, threaded_ctx.engine
-    # Given a message let in while another job's ffmpeg still holds the only slot
-    calls = use_convert(monkeypatch, succeeding)
-    job_id = make_job(engine)
-    outcome: list[Outcome] = []
-    with ctx.slots.take():
-        thread = threading.Thread(target=lambda: outcome.append(deliver(job_id, ctx)))
-        thread.start()
-        # Then it is claimed meanwhile, not once the slot is free
-        deadline = time.monotonic() + 10
-        while load(engine, job_id).status != JobStatus.processing:
-            assert time.monotonic() < deadline, "the job was not claimed while it waited"
-            time.sleep(0.01)
-        assert calls == []
-        # And once claimed it is not given back when the worker stops: the drain finishes it
-        ctx.stopping.set()
-    thread.join(timeout=10)
-
-    assert outcome == [Outcome(Action.ACK)]
-    assert len(calls) == 1
-    job = load(engine, job_id)
-    assert (job.status, job.attempts) == (JobStatus.completed, 1)
 
 
 def test_a_failed_lease_renewal_is_logged_with_the_jobs_ids(
@@ -558,22 +455,6 @@ def test_a_failed_lease_renewal_is_logged_with_the_jobs_ids(
     assert failed[0]["job_id"] == "job-1"
 
 
-def test_one_ffmpeg_at_a_time_with_concurrency_one(ctx: JobContext) -> None:
-    with ctx.slots.take() as slot:
-        taken = threading.Event()
-
-        def other() -> None:
-            with ctx.slots.take():
-                taken.set()
-
-        thread = threading.Thread(target=other)
-        thread.start()
-        assert not taken.wait(0.3)
-        slot.release()
-        assert taken.wait(5)
-        thread.join(timeout=5)
-
-
 # --------------------------------------------------------------------------- convert()
 
 
@@ -591,30 +472,30 @@ def probe_result(
 
 @pytest.fixture
 def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Replace the ffmpeg run: it describes the input as AAC and writes 5000 bytes; the
-    MP3 it leaves has no Xing header, so the output is ffprobed (also replaced)."""
+    """Replace ffprobe and ffmpeg: the input is described as ``state["input"]`` (AAC), the
+    run writes 5000 bytes; that MP3 has no Xing header, so the output is ffprobed too."""
     state: dict[str, Any] = {
         "input": probe_result(),
         "argv": [],
         "fail": None,
         "fail_once": None,
-        "progress": [],
+        "probed": [],
     }
 
     def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
-        assert not url.startswith("http"), "the input is never probed separately"
+        state["probed"].append(url)
+        if url.startswith("http"):  # the input, through its presigned URL
+            result: ffmpeg.ProbeResult = state["input"]
+            return result
         return probe_result(codec="mp3", duration=9.99)
 
     def run_transcode(
         argv: list[str],
         *,
         on_progress: Callable[[int], None],
-        on_input: Callable[[ffmpeg.ProbeResult], None] | None = None,
         **_kw: Any,
     ) -> ffmpeg.Transcoded:
         state["argv"].append(argv)
-        if on_input is not None:
-            on_input(state["input"])
         Path(argv[-1]).write_bytes(b"\xff" * 5000)
         on_progress(42)
         if state["fail_once"] is not None:
@@ -622,7 +503,7 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise error
         if state["fail"] is not None:
             raise state["fail"]
-        return ffmpeg.Transcoded(input=state["input"], stderr_tail=[])
+        return ffmpeg.Transcoded(stderr_tail=[])
 
     monkeypatch.setattr(ffmpeg, "probe", probe)
     monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
@@ -649,7 +530,7 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     job_id = make_job(engine)
     start(engine, job_id)
 
-    result = handlers.convert(job_id, "uploads/u/holiday.mov", JobOptions(), ctx)
+    result = convert.convert(job_id, "uploads/u/holiday.mov", JobOptions(), ctx)
 
     assert result.key == f"outputs/{job_id}.mp3"
     assert result.size_bytes == 5000
@@ -660,6 +541,7 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     assert (len(stored.data), stored.content_type) == (5000, "audio/mpeg")
     [argv] = fake_ffmpeg["argv"]
     assert argv[argv.index("-i") + 1].startswith("http://s3.internal.test/")
+    assert fake_ffmpeg["probed"][0] == argv[argv.index("-i") + 1]  # ffprobe read it first
     assert load(engine, job_id).progress == 42
     assert leftovers(worker_settings) == []
 
@@ -670,12 +552,24 @@ def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
     fake_ffmpeg["input"] = probe_result(audio=False)
 
     with pytest.raises(MediaError) as error:
-        handlers.convert(make_job(engine), "uploads/u/silent.mp4", JobOptions(), ctx)
+        convert.convert(make_job(engine), "uploads/u/silent.mp4", JobOptions(), ctx)
 
     assert error.value.code == "no_audio_stream"
     assert not error.value.retryable
-    assert len(fake_ffmpeg["argv"]) == 1  # refused from ffmpeg's own description
+    assert fake_ffmpeg["argv"] == []  # refused from ffprobe's description: ffmpeg never ran
     assert leftovers(worker_settings) == []
+
+
+def test_convert_refuses_an_input_over_the_duration_limit_before_ffmpeg_runs(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    fake_ffmpeg["input"] = probe_result(duration=ctx.settings.max_media_duration_s + 1)
+
+    with pytest.raises(MediaError) as error:
+        convert.convert(make_job(engine), "uploads/u/lecture.m4a", JobOptions(), ctx)
+
+    assert error.value.code == "media_too_long"
+    assert fake_ffmpeg["argv"] == []
 
 
 def test_convert_removes_its_temp_dir_when_ffmpeg_fails(
@@ -688,7 +582,7 @@ def test_convert_removes_its_temp_dir_when_ffmpeg_fails(
     fake_ffmpeg["fail"] = TransientTranscodeError("Killed.")
 
     with pytest.raises(TransientTranscodeError):
-        handlers.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)
+        convert.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)
 
     assert leftovers(worker_settings) == []
     assert storage.objects == {}
@@ -699,7 +593,7 @@ def test_convert_stream_copies_mp3_input_with_default_options(
 ) -> None:
     fake_ffmpeg["input"] = probe_result(codec="mp3")
 
-    result = handlers.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
+    result = convert.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
 
     assert result.stream_copy
     [argv] = fake_ffmpeg["argv"]
@@ -711,11 +605,11 @@ def test_convert_converts_a_misnamed_mp3_when_the_copy_is_refused(
 ) -> None:
     fake_ffmpeg["fail_once"] = ffmpeg.CopyNotPossible("The input's audio is not MP3.")
 
-    result = handlers.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+    result = convert.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
 
     assert not result.stream_copy
-    copy, convert = fake_ffmpeg["argv"]
-    assert "copy" in copy and "libmp3lame" in convert
+    copied, converted = fake_ffmpeg["argv"]
+    assert "copy" in copied and "libmp3lame" in converted
 
 
 def test_convert_refuses_when_storage_is_down(
@@ -724,4 +618,4 @@ def test_convert_refuses_when_storage_is_down(
     storage.fail = True
 
     with pytest.raises(StorageError):
-        handlers.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)
+        convert.convert(make_job(engine), "uploads/u/holiday.mov", JobOptions(), ctx)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs
+from shared import jobs, listing, uploads
 from shared.errors import ConflictError, NotFoundError
 from shared.models import Job, JobStatus
 from tests.unit.conftest import add_upload
@@ -32,7 +32,7 @@ def new_job(session: Session, upload_id: str = "u1") -> str:
         size_bytes=10,
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
-    job = jobs.create_job(
+    job = jobs.insert_job(
         session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
     )
     return job.id
@@ -193,10 +193,10 @@ def test_requeue_only_moves_a_processing_job(session: Session, engine: Engine) -
 
 def test_second_job_for_an_upload_is_a_conflict(session: Session) -> None:
     new_job(session, "u1")
-    upload = jobs.get_upload(session=session, upload_id="u1")
+    upload = uploads.get_upload(session=session, upload_id="u1")
 
     with pytest.raises(ConflictError) as error:
-        jobs.create_job(
+        jobs.insert_job(
             session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
         )
 
@@ -207,7 +207,7 @@ def test_missing_rows_raise_not_found_with_their_codes(session: Session) -> None
     with pytest.raises(NotFoundError) as job_error:
         jobs.get_job(session=session, job_id="nope")
     with pytest.raises(NotFoundError) as upload_error:
-        jobs.get_upload(session=session, upload_id="nope")
+        uploads.get_upload(session=session, upload_id="nope")
 
     assert (job_error.value.code, upload_error.value.code) == ("job_not_found", "upload_not_found")
 
@@ -215,7 +215,7 @@ def test_missing_rows_raise_not_found_with_their_codes(session: Session) -> None
 def test_cursor_round_trips(session: Session) -> None:
     job = jobs.get_job(session=session, job_id=new_job(session))
 
-    created, job_id = jobs.decode_cursor(jobs.encode_cursor(job))
+    created, job_id = listing.decode_cursor(listing.encode_cursor(job))
 
     assert job_id == job.id
     assert created.tzinfo is not None

@@ -1,17 +1,19 @@
-"""Input and output limits the worker enforces from ffmpeg's description and after encoding."""
+"""Input and output limits the worker enforces from ffprobe's description, while ffmpeg
+runs, and after encoding."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
-import structlog
 
 from shared.errors import MediaError, TransientTranscodeError
 from shared.models import JobOptions
 from tests.unit.conftest import make_settings
+from worker import ffmpeg
+from worker.convert import check_input_limits, check_output
 from worker.ffmpeg import AudioStream, ProbeResult, run_transcode, transcode_argv
-from worker.handlers import check_input_limits, check_output
 
 
 def probe(
@@ -90,72 +92,85 @@ def test_output_size_cap_is_passed_to_ffmpeg() -> None:
     assert argv[-1] == "/tmp/out.mp3"
 
 
-def test_conversion_over_the_wall_clock_limit_is_killed_as_timeout() -> None:
-    start = time.monotonic()
-    with pytest.raises(TransientTranscodeError) as info:
+def test_conversion_over_the_wall_clock_limit_is_killed_as_a_permanent_timeout() -> None:
+    with pytest.raises(MediaError) as info:
         run_transcode(["sleep", "30"], on_progress=lambda _p: None, timeout_s=0.5)
-    assert info.value.code == "timeout" and info.value.retryable
-    assert time.monotonic() - start < 5
+
+    # The same input would run out of time again: one attempt, not max_attempts.
+    assert info.value.code == "timeout" and not info.value.retryable
 
 
-HEADER = (
-    "echo \"[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x':\" >&2; "
-    "echo '[info]   Duration: 00:00:02.00, start: 0.000000, bitrate: 130 kb/s' >&2; "
-    "echo '[info]   Stream #0:0(und): Audio: aac (LC), 44100 Hz, stereo, fltp, 128 kb/s' >&2; "
-    "echo '[info] Stream mapping:' >&2; sleep 0.3; "
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "ffmpeg: error while loading shared libraries: libavcodec.so.59: "
+        "failed to map segment from shared object",
+        "[error] Error allocating the decoder context.",
+        "[aac @ 0x1] [error] decode failed: Cannot allocate memory",
+    ],
+    ids=["loader", "context", "enomem"],
 )
+def test_ffmpeg_out_of_address_space_fails_as_a_permanent_resource_limit(stderr: str) -> None:
+    # Given an ffmpeg that fails an allocation under its address-space limit
+    script = f"echo '{stderr}' >&2; exit 1"
+
+    with pytest.raises(MediaError) as info:
+        run_transcode(["sh", "-c", script], on_progress=lambda _p: None, timeout_s=10)
+
+    # Then the job fails once with resource_limit instead of being retried as transient
+    assert info.value.code == "resource_limit" and not info.value.retryable
 
 
-def test_progress_is_reported_against_the_duration_ffmpeg_printed() -> None:
-    script = (
-        HEADER + "echo out_time_us=500000; echo out_time_us=1000000; echo '[warning] a warning' >&2"
-    )
+@pytest.mark.parametrize(
+    ("oom_kills_during_run", "code", "retryable"),
+    [(1, "resource_limit", False), (0, "transcode_interrupted", True)],
+    ids=["oom-killer", "other-kill"],
+)
+def test_a_sigkill_is_resource_limit_only_when_the_oom_killer_sent_it(
+    oom_kills_during_run: int,
+    code: str,
+    retryable: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Given the container's cgroup counter of OOM kills (cgroup v2's memory.events)
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n")
+    monkeypatch.setattr(ffmpeg.run, "OOM_COUNTERS", (tmp_path / "absent", events))
+    bump = f"echo 'oom_kill {2 + oom_kills_during_run}' > {events}; "
+
+    # When ffmpeg dies of SIGKILL
+    with pytest.raises((MediaError, TransientTranscodeError)) as info:
+        run_transcode(["sh", "-c", bump + "kill -9 $$"], on_progress=lambda _p: None, timeout_s=10)
+
+    # Then the kill counts against the input only if the counter moved meanwhile
+    assert (info.value.code, info.value.retryable) == (code, retryable)
+
+
+def test_oom_kill_count_reads_cgroup_v1_and_v2_and_is_none_without_either(
+    tmp_path: Path,
+) -> None:
+    v1 = tmp_path / "memory.oom_control"
+    v1.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n")
+
+    assert ffmpeg.oom_kills([tmp_path / "memory.events", v1]) == 7
+    assert ffmpeg.oom_kills([tmp_path / "nothing"]) is None
+
+
+def test_progress_is_reported_against_the_inputs_duration() -> None:
+    script = "echo out_time_us=500000; echo out_time_us=1000000; echo '[warning] a warning' >&2"
     seen: list[int] = []
-    described: list[ProbeResult] = []
 
     run = run_transcode(
         ["sh", "-c", script],
-        on_input=described.append,
         on_progress=seen.append,
         timeout_s=10,
+        duration_s=2.0,
         progress_interval_s=0,
     )
 
     assert seen == [25, 50]
     assert run.stderr_tail == ["[warning] a warning"]
-    assert run.input.duration_s == 2.0 and run.input.first_audio.codec == "aac"
-    assert described == [run.input]
-
-
-def test_what_the_input_description_callback_logs_carries_the_jobs_bound_ids() -> None:
-    # on_input runs on the thread that reads ffmpeg's stderr, in the caller's context
-    bound: list[dict[str, object]] = []
-
-    with structlog.contextvars.bound_contextvars(job_id="job-1", attempt=2):
-        run_transcode(
-            ["sh", "-c", HEADER + "echo out_time_us=1000000"],
-            on_input=lambda _probe: bound.append(structlog.contextvars.get_contextvars()),
-            on_progress=lambda _p: None,
-            timeout_s=10,
-        )
-
-    assert bound == [{"job_id": "job-1", "attempt": 2}]
-
-
-def test_input_refused_from_its_description_stops_ffmpeg_at_once() -> None:
-    settings = make_settings(max_media_duration_s=1)
-    start = time.monotonic()
-
-    with pytest.raises(MediaError) as info:
-        run_transcode(
-            ["sh", "-c", HEADER + "exec sleep 30"],
-            on_input=lambda probe: check_input_limits(probe, settings),
-            on_progress=lambda _p: None,
-            timeout_s=60,
-        )
-
-    assert info.value.code == "media_too_long"
-    assert time.monotonic() - start < 5
 
 
 def test_output_past_the_duration_limit_stops_ffmpeg() -> None:

@@ -39,7 +39,7 @@ def add_job(engine: Engine, upload_id: str, **values: object) -> Job:
             size_bytes=10,
             expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        job = jobs.create_job(
+        job = jobs.insert_job(
             session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
         )
         if values:
@@ -140,7 +140,9 @@ def test_message_with_an_old_token_is_acked_without_running(
     engine: Engine, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
     from shared.queue import JobMessage
-    from worker.handlers import Action, JobContext, process_message
+    from worker.context import JobContext
+    from worker.handlers import handle
+    from worker.outcome import Action
 
     job = add_job(
         engine, "u1", status=JobStatus.processing, updated_at=LONG_AGO, published_at=LONG_AGO
@@ -148,7 +150,7 @@ def test_message_with_an_old_token_is_acked_without_running(
     make_reaper(engine, storage, publisher).run_once()
     ctx = JobContext(settings=make_settings(), engine=engine, storage=cast(Storage, storage))
 
-    outcome = process_message(JobMessage(job_id=job.id, token=job.dispatch_token).encode(), ctx)
+    outcome = handle(JobMessage(job_id=job.id, token=job.dispatch_token), ctx)
 
     assert outcome.action is Action.ACK
     after = read(engine, job.id)

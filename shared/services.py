@@ -1,0 +1,185 @@
+"""What the API does for a client, as steps that combine rows, limits, storage and queue.
+
+- `create_upload`: check the request against the limits and record the upload, in one
+  write transaction, and hand back a presigned PUT URL.
+- `create_job`: an idempotent job for an upload whose bytes arrived, sent to the queue
+  with `shared.dispatch.dispatch` (the reaper and the dead-letter tool send work the same
+  way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from shared import jobs, limits, uploads
+from shared.config import Settings
+from shared.db import write_transaction
+from shared.dispatch import dispatch
+from shared.errors import ConflictError, GoneError, QueueError, TooLargeError, UnsupportedTypeError
+from shared.models import (
+    Job,
+    JobCreate,
+    Upload,
+    UploadCreate,
+    User,
+    as_utc,
+    new_id,
+    utcnow,
+)
+from shared.queue import Publisher
+from shared.storage import Storage, sanitize_filename
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    upload: Upload
+    url: str
+    headers: dict[str, str]
+
+
+def create_upload(
+    *, session: Session, storage: Storage, settings: Settings, user: User, upload_in: UploadCreate
+) -> PresignedUpload:
+    """Reserve an upload for `user` and presign its PUT (size and type signed).
+
+    TooLargeError, UnsupportedTypeError or RateLimitError when it is refused. The limits
+    are checked and the row inserted in one write transaction holding the owner's row.
+    """
+    if upload_in.size_bytes > settings.max_upload_bytes:
+        raise TooLargeError(
+            f"The file is {uploads.human_bytes(upload_in.size_bytes)}; the largest accepted is "
+            f"{uploads.human_bytes(settings.max_upload_bytes)}.",
+            code="upload_too_large",
+        )
+    if not uploads.is_accepted_content_type(upload_in.content_type):
+        raise UnsupportedTypeError(
+            f"Files of type {upload_in.content_type!r} are not accepted; send a video or audio "
+            "file (video/*, audio/* or application/octet-stream).",
+        )
+    now, upload_id = utcnow(), new_id()
+    name = sanitize_filename(upload_in.filename, default="video")
+    upload = Upload(
+        id=upload_id,
+        owner_id=user.id,
+        key=f"uploads/{user.id}/{upload_id}/{name}",  # namespaced per user
+        filename=upload_in.filename,
+        content_type=upload_in.content_type,
+        size_bytes=upload_in.size_bytes,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.upload_url_expires_s),
+    )
+    url, headers = storage.presign_put(
+        upload.key,
+        content_type=upload.content_type,
+        size_bytes=upload.size_bytes,
+        expires_s=settings.upload_url_expires_s,
+    )
+    with write_transaction(session):
+        limits.lock_owner(session=session, owner_id=user.id)
+        now = upload.created_at = utcnow()  # the time the limits hold at, once locked
+        usage = limits.upload_usage(session=session, owner_id=user.id, now=now)
+        limits.check_upload(
+            usage=usage, user=user, settings=settings, size_bytes=upload.size_bytes, now=now
+        )
+        session.add(upload)
+        limits.count_upload(
+            session=session, owner_id=user.id, size_bytes=upload.size_bytes, now=now
+        )
+    return PresignedUpload(upload=upload, url=url, headers=headers)
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: Job
+    replayed: bool  # an earlier request with the same Idempotency-Key made it
+
+
+def request_hash(job_in: JobCreate) -> str:
+    return hashlib.sha256(job_in.model_dump_json(exclude_none=True).encode()).hexdigest()
+
+
+def create_job(
+    *,
+    session: Session,
+    storage: Storage,
+    publisher: Publisher,
+    settings: Settings,
+    user: User,
+    job_in: JobCreate,
+    idempotency_key: str | None = None,
+) -> CreatedJob:
+    """Queue a conversion of an upload whose bytes are in storage, and dispatch it.
+
+    With an idempotency key, a repeat of the same request returns the same job; the same
+    key with another body is ConflictError `idempotency_key_reused`. If the broker
+    refuses the message the job is deleted again and QueueError raised: nothing is left
+    half-created, and a retry with the same key is safe.
+    """
+    digest = request_hash(job_in)
+    if idempotency_key:
+        replay = _replay(session, user, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    upload = uploads.get_upload(session=session, upload_id=job_in.upload_id, owner_id=user.id)
+    if uploads.has_job(session=session, upload_id=upload.id):
+        raise ConflictError(
+            "That upload already has a job; upload the file again to convert it again.",
+            code="upload_already_used",
+        )
+    limits.check_job(session=session, user=user, settings=settings)
+    _check_upload_arrived(storage, upload)
+    try:
+        job = jobs.insert_job(
+            session=session,
+            upload=upload,
+            options=job_in.options.model_dump(exclude_none=True),
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        )
+    except ConflictError:
+        if idempotency_key:  # a concurrent request with the same key won the race
+            replay = _replay(session, user, idempotency_key, digest)
+            if replay is not None:
+                return replay
+        raise
+    try:
+        dispatch(session=session, publisher=publisher, job_id=job.id, token=job.dispatch_token)
+    except QueueError:
+        jobs.delete_job(session=session, job_id=job.id)
+        raise
+    return CreatedJob(job=job, replayed=False)
+
+
+def _replay(session: Session, user: User, key: str, digest: str) -> CreatedJob | None:
+    existing = jobs.find_by_idempotency_key(session=session, key=key, owner_id=user.id)
+    if existing is None:
+        return None
+    if existing.request_hash != digest:
+        raise ConflictError(
+            "That Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused",
+        )
+    return CreatedJob(job=existing, replayed=True)
+
+
+def _check_upload_arrived(storage: Storage, upload: Upload) -> None:
+    """ConflictError `upload_incomplete` unless storage holds the declared size;
+    GoneError `upload_expired` when nothing came before the URL expired."""
+    info = storage.stat(upload.key)
+    if info is not None and info.size_bytes == upload.size_bytes:
+        return
+    expires_at = as_utc(upload.expires_at)
+    if info is None and expires_at is not None and expires_at < utcnow():
+        raise GoneError(
+            "The upload URL expired before the file arrived; start a new upload.",
+            code="upload_expired",
+        )
+    got = "nothing" if info is None else f"{info.size_bytes} bytes"
+    raise ConflictError(
+        f"The upload is not complete: expected {upload.size_bytes} bytes, storage has {got}.",
+        code="upload_incomplete",
+    )

@@ -1,0 +1,54 @@
+"""Upload rows: what a client may PUT, read back when it asks for a job, removed unused."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from shared.errors import NotFoundError
+from shared.models import Job, Upload
+
+_MEDIA_TYPE = re.compile(r"^(video|audio)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+def is_accepted_content_type(content_type: str) -> bool:
+    """Video and audio types, and application/octet-stream for clients that cannot tell."""
+    return content_type == "application/octet-stream" or bool(_MEDIA_TYPE.match(content_type))
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"
+
+
+def get_upload(*, session: Session, upload_id: str, owner_id: str | None = None) -> Upload:
+    """The upload; another owner's upload is reported exactly like a missing one."""
+    upload = session.get(Upload, upload_id)
+    if upload is None or (owner_id is not None and upload.owner_id != owner_id):
+        raise NotFoundError("No upload has that id.", code="upload_not_found")
+    return upload
+
+
+def has_job(*, session: Session, upload_id: str) -> bool:
+    return session.exec(select(Job.id).where(Job.upload_id == upload_id)).first() is not None
+
+
+def expired_unused_uploads(*, session: Session, now: datetime, limit: int = 100) -> list[Upload]:
+    used = select(Job.upload_id)
+    rows = session.exec(
+        select(Upload).where(col(Upload.expires_at) < now, col(Upload.id).not_in(used)).limit(limit)
+    ).all()
+    return list(rows)
+
+
+def delete_upload(*, session: Session, upload_id: str) -> None:
+    upload = session.get(Upload, upload_id)
+    if upload is not None:
+        session.delete(upload)
+        session.commit()
