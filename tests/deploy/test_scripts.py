@@ -127,3 +127,20 @@ def test_deploy_script_waits_for_the_storage_server_and_says_how_to_sign_in() ->
     assert "minio" not in text.lower()
     assert "for sts in postgres rabbitmq storage; do" in text
     assert "V2M_BOOTSTRAP_ADMIN_PASSWORD" in text
+
+
+def test_demo_without_kubectl_does_not_ask_for_kubectl(tmp_path: Path) -> None:
+    # Given a PATH with none of the tools
+    # When the demo runs in its no-cluster mode
+    result = run_script("scripts/demo-autoscaling.sh", "--no-kubectl", path=str(tmp_path))
+    # Then it asks for what that mode uses, and not for kubectl
+    assert result.returncode != 0
+    missing = re.search(r"missing required tools: ([^(]*)\(", result.stderr)
+    assert missing, result.stderr
+    assert missing.group(1).split() == ["curl", "jq", "ffmpeg"]
+
+
+def test_demo_help_names_the_credentials_and_the_no_cluster_mode() -> None:
+    result = run_script("scripts/demo-autoscaling.sh", "--help")
+    assert "--no-kubectl" in result.stdout
+    assert "V2M_API_KEY" in result.stdout and ".run/dev-api-key" in result.stdout

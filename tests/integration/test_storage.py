@@ -8,6 +8,7 @@ body of another size or type, a tampered signature, an expired URL and a wrong s
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 from shared.config import Settings
 from shared.errors import StorageError
 from shared.storage import Storage
+from tests.docs.blocks import run_by
 from tests.integration.conftest import ROOT, S3_KEY, S3_SECRET, free_port
 from tests.unit.conftest import make_settings
 
@@ -333,13 +335,17 @@ def test_the_server_answers_a_browsers_cors_preflight(s3_endpoint: str) -> None:
 
 def test_the_worker_memory_comparison_of_s3_libraries_runs() -> None:
     # The command docs/PERFORMANCE.md gives for its figures, with one run per library.
+    block = run_by(
+        "docs/PERFORMANCE.md",
+        "tests/integration/test_storage.py::test_the_worker_memory_comparison_of_s3_libraries_runs",
+    )
+    argv = shlex.split(block.text.strip())
+    assert argv[:3] == [".venv/bin/python", "-m", "bench.storage_rss"], argv
+    runs = argv.index("--runs")
+    argv[runs + 1] = "1"
+
     out = subprocess.run(
-        [sys.executable, "-m", "bench.storage_rss", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
 
     assert out.returncode == 0, out.stderr[-3000:]
