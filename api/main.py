@@ -22,9 +22,9 @@ from api.routes import auth, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
 from shared import users
 from shared.config import Settings, get_settings
-from shared.db import make_engine, migrate
-from shared.errors import StorageError
+from shared.db import make_engine
 from shared.logging import configure_logging
+from shared.migrate import prepare
 from shared.queue import Publisher
 from shared.storage import Storage
 
@@ -50,15 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         engine = make_engine(settings)
-        await run_in_threadpool(migrate, engine)
+        await run_in_threadpool(prepare, settings, engine)
         if settings.dev_api_key or settings.dev_password:
             await run_in_threadpool(_ensure_dev_user, engine, settings)
         storage = Storage(settings)
-        if settings.s3_create_bucket:
-            try:
-                await run_in_threadpool(storage.ensure_bucket)
-            except StorageError:
-                log.warning("bucket_setup_failed", bucket=settings.s3_bucket)
         publisher = Publisher(settings)
         app.state.engine, app.state.storage, app.state.publisher = engine, storage, publisher
         log.info("api_started", database=engine.url.get_backend_name(), bucket=settings.s3_bucket)

@@ -1,6 +1,6 @@
 """`python -m bench [--quick]`: every figure of issue 8 beside its baseline, in one run.
 
-Starts moto's S3 server, the API and workers (against the machine's RabbitMQ, on a queue,
+Starts an S3 server (`rclone serve s3`), the API and workers (against the machine's RabbitMQ, on a queue,
 bucket and SQLite database of its own), generates inputs into .bench-cache/, measures,
 then writes bench/results.json and docs/PERFORMANCE.md's table and plots, and prints the
 table with the machine it ran on.

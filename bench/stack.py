@@ -1,4 +1,5 @@
-"""The system under test: moto's S3 server, the API and workers as separate processes.
+"""The system under test: an S3 server (`rclone serve s3`), the API and workers as separate
+processes.
 
 Reuses the integration tests' Stack (an API and workers on their own queue, bucket and
 SQLite database against the machine's RabbitMQ); adds what a benchmark needs on top:
@@ -31,12 +32,11 @@ if TYPE_CHECKING:
 from bench.media import Input
 from tests.integration.conftest import (
     AMQP_URL,
-    BIN,
     Proc,
     Stack,
     free_port,
     new_stack,
-    port_open,
+    start_s3,
     wait_for,
 )
 
@@ -88,22 +88,15 @@ def _ts(value: Any) -> datetime | None:
 
 
 class Services:
-    """moto + an API + workers; ``close()`` stops everything it started."""
+    """rclone's S3 server + an API + workers; ``close()`` stops everything it started."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.moto_port = free_port()
-        moto_log = (workdir / "moto.log").open("wb")
-        self.procs.append(
-            subprocess.Popen(
-                [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
-                stdout=moto_log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_for(lambda: port_open(self.moto_port), 30, "moto's S3 server")
-        self.s3_url = f"http://127.0.0.1:{self.moto_port}"
+        self.s3_port = free_port()
+        (workdir / "s3").mkdir()
+        self.procs.append(start_s3(workdir / "s3", self.s3_port, workdir / "rclone.log"))
+        self.s3_url = f"http://127.0.0.1:{self.s3_port}"
         # Per-user limits (if the API has them) would turn a load test into a test of them.
         self.stack: Stack = new_stack(
             cast("pytest.TempPathFactory", _Dirs(workdir)), AMQP_URL, self.s3_url, **NO_LIMITS
@@ -118,7 +111,7 @@ class Services:
     # ------------------------------------------------------------------ processes
 
     @property
-    def moto_pid(self) -> int:
+    def s3_pid(self) -> int:
         return self.procs[0].pid
 
     @property
@@ -161,7 +154,7 @@ class Services:
         port = free_port()
         proxy = subprocess.Popen(
             [sys.executable, "-m", "bench.throttle", "--listen", str(port)]
-            + ["--target", f"127.0.0.1:{self.moto_port}", "--rate-mb-s", str(rate_mb_s)],
+            + ["--target", f"127.0.0.1:{self.s3_port}", "--rate-mb-s", str(rate_mb_s)],
             cwd=Path(__file__).resolve().parent.parent,
             stdout=subprocess.PIPE,
         )

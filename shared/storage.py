@@ -1,43 +1,64 @@
-"""Object storage (S3 / MinIO) adapter: presigning, stat, upload, bucket set-up.
+"""Object storage (any S3 API): the one adapter the API and the worker use.
 
 Two endpoints matter. The API and worker talk to ``s3_endpoint_url``; browsers reach
-``s3_public_endpoint_url``. SigV4 signs the host, so URLs handed to clients are signed for
+``s3_public_endpoint_url``. SigV4 signs the host, so URLs handed to browsers are signed for
 the public host, and URLs handed to ffmpeg for the internal one.
 
-PUT URLs (Content-Type and Content-Length signed) and ffmpeg's GET URLs are signed by
-``shared.s3lite.presign_url``, a stdlib SigV4 query signer with the day's signing key
-cached (about 35 µs a URL against 60 µs for botocore's ``S3SigV4QueryAuth`` and 330 µs
-for the client presigner, which runs the whole request pipeline; tests check its URLs
-are botocore's); see docs/ARCHITECTURE.md.
+Two libraries sit behind it, each where it is lighter or the only one that does the job:
+- the ``minio`` SDK for the calls a worker makes (stat, ranged read, upload, delete, the
+  presigned GET ffmpeg reads): it costs the worker's memory far less than boto3 with its
+  service models (figures in docs/PERFORMANCE.md);
+- boto3 (``shared.storage_boto``) for browsers' presigned URLs, whose PUT must sign
+  Content-Type and Content-Length (the minio SDK signs the host only), and for the
+  bucket's CORS rule (the minio SDK has no call for it). It is imported on first use, so
+  it loads in the API and the start-up set-up step, never in a worker.
+
+Library errors are translated here into ``StorageError``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+import certifi
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
 
 from shared.config import Settings
 from shared.errors import StorageError
-from shared.s3lite import CORS_RULE, ObjectInfo, presign_url
-from shared.s3lite import Credentials as SigV4Credentials
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import CORSRuleTypeDef
+    from shared.storage_boto import BotoS3
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_KEY_NAME = 120
-# Results up to this size go up in one PUT; larger ones in parts (boto3's transfer manager,
-# which spins up threads and costs a few round trips more: worth it only for big files).
-SINGLE_PUT_MAX_BYTES = 64 * 1024 * 1024
+UNREACHABLE = "Object storage is unreachable."
+# What the minio SDK and the HTTP stack under it raise: S3Error (a refusal), other
+# MinioException (an answer the SDK could not read), urllib3's and socket errors.
+_LIBRARY_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
+
+# The bucket's CORS rule (besides its origins): browsers PUT uploads and GET downloads
+# straight to storage.
+CORS_RULE: dict[str, Any] = {
+    "AllowedMethods": ["PUT", "GET", "HEAD"],
+    "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag", "Content-Length", "Content-Disposition"],
+    "MaxAgeSeconds": 3600,
+}
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size_bytes: int
+    content_type: str | None
 
 
 def sanitize_filename(filename: str, *, default: str = "file") -> str:
@@ -79,179 +100,151 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def _client(settings: Settings, endpoint: str | None) -> S3Client:
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        config=Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=60,
-        ),
+def _minio_client(settings: Settings) -> Minio:
+    """The SDK's client on the internal endpoint, with boto3's "standard" retry budget
+    (3 attempts on connection errors and 5xx) and timeouts instead of the SDK's 5 minutes."""
+    endpoint = urlsplit(
+        settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
     )
-    return client
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=5, read=60),
+        maxsize=max(10, settings.worker_concurrency * 2),
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=certifi.where(),
+        retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+    )
+    return Minio(
+        endpoint.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=endpoint.scheme == "https",
+        # Known region: the SDK never asks the server for the bucket's location.
+        region=settings.s3_region,
+        http_client=http,
+    )
+
+
+def _storage_error(message: str, exc: Exception) -> StorageError:
+    """``exc`` from the SDK or its HTTP stack as a StorageError; the detail (operators'
+    logs only) says what the server answered."""
+    if isinstance(exc, S3Error):
+        return StorageError(message, detail=f"HTTP {exc.response.status} {exc.code}")
+    return StorageError(message, detail=f"{type(exc).__name__}: {exc}"[:500])
 
 
 class Storage:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket
-        self.client = _client(settings, settings.s3_endpoint_url)
-        if settings.public_endpoint == settings.s3_endpoint_url:
-            self.public_client = self.client
-        else:
-            self.public_client = _client(settings, settings.public_endpoint)
-        self._sigv4 = SigV4Credentials(
-            settings.s3_access_key, settings.s3_secret_key, settings.s3_region
-        )
-        public = settings.public_endpoint or f"https://s3.{settings.s3_region}.amazonaws.com"
-        self._public_base = f"{public.rstrip('/')}/{quote(self.bucket)}"
-        internal = settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
-        self._internal_base = f"{internal.rstrip('/')}/{quote(self.bucket)}"
+        self.client = _minio_client(settings)
+
+    @cached_property
+    def _boto(self) -> BotoS3:
+        from shared.storage_boto import BotoS3
+
+        return BotoS3(self.settings)
 
     # -------------------------------------------------------------- presigning
 
     def presign_put(
         self, key: str, *, content_type: str, size_bytes: int, expires_s: int
     ) -> tuple[str, dict[str, str]]:
-        headers = {"Content-Type": content_type, "Content-Length": str(size_bytes)}
-        return self._sign("PUT", f"{self._public_base}/{quote(key)}", headers, expires_s), headers
-
-    def _sign(self, method: str, url: str, headers: dict[str, str], expires_s: int) -> str:
-        # The stdlib signer the worker uses (same URL as botocore's S3SigV4QueryAuth,
-        # checked in tests/unit/test_s3lite.py), with the day's signing key cached: about
-        # half the cost per URL on the upload and job routes.
-        return presign_url(self._sigv4, method, url, expires_s=expires_s, headers=headers)
+        """A PUT URL for browsers (public host) and the headers to send with it; both
+        headers are signed, so storage refuses a body of another size or type."""
+        return self._boto.presign_put(
+            key, content_type=content_type, size_bytes=size_bytes, expires_s=expires_s
+        )
 
     def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
         """A GET URL for browsers: public host, attachment named after the original file."""
-        return self._presign_get(
-            self.public_client,
+        return self._boto.presign_get(
             key,
-            expires_s,
-            ResponseContentDisposition=content_disposition(download_name(filename)),
-            ResponseContentType="audio/mpeg",
+            expires_s=expires_s,
+            content_disposition=content_disposition(download_name(filename)),
+            content_type="audio/mpeg",
         )
 
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:
-        """A GET URL for ffmpeg inside the deployment (internal host, range requests work).
-
-        Signed with the same direct SigV4 signer as PUT URLs: one per job, on the worker's
-        hot path, where the client presigner's request pipeline costs about twice as much.
-        """
-        return self._sign("GET", f"{self._internal_base}/{quote(key)}", {}, expires_s)
-
-    def _presign_get(self, client: S3Client, key: str, expires_s: int, **extra: str) -> str:
+        """A GET URL for ffmpeg inside the deployment (internal host; range requests work)."""
         try:
-            return client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": key, **extra},
-                ExpiresIn=expires_s,
+            return self.client.presigned_get_object(
+                self.bucket, key, expires=timedelta(seconds=expires_s)
             )
-        except (BotoCoreError, ClientError) as exc:
+        except (ValueError, MinioException) as exc:
             raise StorageError("Could not sign a storage URL.") from exc
 
     # -------------------------------------------------------------- objects
 
     def stat(self, key: str) -> ObjectInfo | None:
-        """Size and type of an object, or None when it does not exist."""
+        """Size and type of an object, or None when it does not exist (AWS answers 403
+        rather than 404 to a caller that may not list the bucket)."""
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _status(exc) in (404, 403) or _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            obj = self.client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.response.status in (403, 404):
                 return None
-            raise StorageError("Object storage refused a request.") from exc
-        except BotoCoreError as exc:
-            raise StorageError("Object storage is unreachable.") from exc
-        return ObjectInfo(
-            size_bytes=int(head["ContentLength"]), content_type=head.get("ContentType")
-        )
+            raise _storage_error("Object storage refused a request.", exc) from exc
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error(UNREACHABLE, exc) from exc
+        return ObjectInfo(size_bytes=int(obj.size or 0), content_type=obj.content_type)
 
     def read_head(self, key: str, length: int) -> bytes:
-        """The first ``length`` bytes of an object (a ranged GET)."""
+        """The first ``length`` bytes of an object (a ranged GET); b"" when it is missing
+        or empty.
+
+        A HEAD comes first: its answer is a status alone, which the SDK reads from any
+        server, where an error body of a GET must be labelled application/xml for the
+        SDK to read it (rclone labels it text/xml).
+        """
+        info = self.stat(key)
+        if info is None or info.size_bytes == 0:
+            return b""
         try:
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}"
-            )["Body"]
-            data: bytes = body.read(length)
-            return data
-        except ClientError as exc:
-            if _status(exc) in (404, 416):
-                return b""
-            raise StorageError("Object storage refused a request.") from exc
-        except BotoCoreError as exc:
-            raise StorageError("Object storage is unreachable.") from exc
+            response = self.client.get_object(self.bucket, key, offset=0, length=length)
+            try:
+                data: bytes = response.read(length)
+            finally:
+                response.close()
+                response.release_conn()
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error(UNREACHABLE, exc) from exc
+        return data
 
     def upload_file(self, path: str, key: str, *, content_type: str) -> None:
-        """Store a local file: one PUT when small (the usual MP3), multipart when large."""
+        """Store a local file: one PUT when small, 5 MiB parts one after another when
+        large (the SDK holds one part in memory at a time)."""
         try:
-            if os.path.getsize(path) <= SINGLE_PUT_MAX_BYTES:
-                with open(path, "rb") as body:
-                    self.client.put_object(
-                        Bucket=self.bucket, Key=key, Body=body, ContentType=content_type
-                    )
-            else:
-                self.client.upload_file(
-                    path, self.bucket, key, ExtraArgs={"ContentType": content_type}
-                )
-        except (BotoCoreError, ClientError, OSError) as exc:
-            raise StorageError("Could not write the result to object storage.") from exc
+            self.client.fput_object(
+                self.bucket, key, path, content_type=content_type, num_parallel_uploads=1
+            )
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error("Could not write the result to object storage.", exc) from exc
 
     def delete(self, key: str) -> None:
+        """Remove an object; removing one that is gone is fine, as in S3."""
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError("Could not delete an object.") from exc
+            self.client.remove_object(self.bucket, key)
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error("Could not delete an object.", exc) from exc
 
     def ping(self) -> None:
+        """Raise StorageError unless storage answers and the bucket exists."""
+        message = "Object storage is unreachable or the bucket is missing."
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError("Object storage is unreachable or the bucket is missing.") from exc
+            exists = self.client.bucket_exists(self.bucket)
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error(message, exc) from exc
+        if not exists:
+            raise StorageError(message, detail=f"no bucket {self.bucket!r}")
 
     def ensure_bucket(self) -> None:
-        """Create the bucket if missing and allow browsers to PUT to it (CORS)."""
-        try:
-            try:
-                self.client.head_bucket(Bucket=self.bucket)
-            except ClientError as exc:
-                if _status(exc) != 404 and _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-                    raise
-                kwargs: dict[str, Any] = {"Bucket": self.bucket}
-                if self.settings.s3_region != "us-east-1":
-                    kwargs["CreateBucketConfiguration"] = {
-                        "LocationConstraint": self.settings.s3_region
-                    }
-                try:
-                    self.client.create_bucket(**kwargs)
-                except ClientError as create_exc:
-                    if _code(create_exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
-            if self.settings.s3_cors_origins:
-                self.client.put_bucket_cors(
-                    Bucket=self.bucket,
-                    CORSConfiguration={
-                        "CORSRules": [
-                            cast(
-                                "CORSRuleTypeDef",
-                                {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE},
-                            )
-                        ]
-                    },
-                )
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"Could not prepare bucket {self.bucket!r}.") from exc
-
-
-def _status(exc: ClientError) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+        """Create the bucket if missing and, when ``s3_cors_origins`` lists origins,
+        allow browsers to PUT and GET from them (the bucket's CORS rule). With no origins
+        the bucket's CORS is left alone: servers such as ``rclone serve s3`` and MinIO set
+        CORS for the whole server instead."""
+        cors = (
+            {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE}
+            if self.settings.s3_cors_origins
+            else None
+        )
+        self._boto.ensure_bucket(cors)

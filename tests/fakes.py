@@ -13,8 +13,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from shared.errors import QueueError, StorageError
 from shared.queue import JobMessage
-from shared.s3lite import ObjectInfo
-from shared.storage import content_disposition, download_name
+from shared.storage import ObjectInfo, content_disposition, download_name
 
 PUBLIC_BASE = "http://s3.public.test/video2mp3"
 INTERNAL_BASE = "http://s3.internal.test/video2mp3"

@@ -1,8 +1,8 @@
-"""`python -m worker`: settings, logging, signals, bucket and tables, consume.
+"""`python -m worker`: settings, logging, signals, tables and bucket, consume.
 
-The worker keeps its own memory small (issue 8, docs/PERFORMANCE.md): migrations run in a
-child process (`python -m shared.migrate`), so Alembic never loads here, and storage is
-the stdlib S3 client in shared/s3lite.py rather than boto3.
+The worker keeps its own memory small (docs/PERFORMANCE.md): the start-up set-up
+(migrations, bucket) runs in a child process (`python -m shared.migrate`), so Alembic and
+boto3 never load here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.procs import pid_alive
 from shared.queue import Publisher
-from shared.s3lite import S3Lite
+from shared.storage import Storage
 from worker.consumer import Consumer
 from worker.context import JobContext
 from worker.convert import TMP_PREFIX
@@ -53,10 +53,9 @@ def remove_stale_temp_dirs(tmp_dir: str | None) -> int:
 
 
 def migrate_in_child() -> int:
-    """Bring the schema to head in a child process and wait for it; its exit status.
-
-    Same effect as shared.db.migrate(engine) here, but Alembic's imports and the migration
-    scripts live and die in the child instead of staying in the worker's memory.
+    """Run the start-up set-up (schema to head, bucket) in a child process and wait for
+    it; its exit status. Alembic, the migration scripts and boto3 live and die in the
+    child instead of staying in the worker's memory.
     """
     return subprocess.run([sys.executable, "-m", "shared.migrate"], check=False).returncode
 
@@ -70,13 +69,11 @@ def main() -> int:
         log.error(
             "migration_failed",
             exit_status=status,
-            hint="`python -m shared.migrate` could not bring the schema to head; see its log above",
+            hint="`python -m shared.migrate` could not set up the schema or the bucket; see its log above",
         )
         return 1
     engine = make_engine(settings)
-    storage = S3Lite(settings)
-    if settings.s3_create_bucket:
-        storage.ensure_bucket()
+    storage = Storage(settings)
     removed = remove_stale_temp_dirs(settings.tmp_dir)
     if removed:
         log.info("stale_temp_dirs_removed", count=removed)

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from shared.config import Settings
-from shared.s3lite import WorkerStorage
+from shared.storage import Storage
 
 
 @dataclass
 class JobContext:
     settings: Settings
     engine: Engine
-    storage: WorkerStorage
+    storage: Storage
     # Set when the worker stops: a message delivered after that is given back unstarted.
     stopping: threading.Event = field(default_factory=threading.Event)

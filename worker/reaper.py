@@ -26,14 +26,14 @@ from shared.config import Settings
 from shared.errors import AppError
 from shared.models import JobStatus, utcnow
 from shared.queue import Publisher
-from shared.s3lite import WorkerStorage
+from shared.storage import Storage
 
 log = structlog.get_logger("worker.reaper")
 
 
 class Reaper:
     def __init__(
-        self, settings: Settings, engine: Engine, storage: WorkerStorage, publisher: Publisher
+        self, settings: Settings, engine: Engine, storage: Storage, publisher: Publisher
     ) -> None:
         self.settings = settings
         self.engine = engine

@@ -1,6 +1,6 @@
 """The page in a real browser: Debian's Chromium driven by Playwright for Python, against
-the real stack of the integration tests (API serving the page, worker, RabbitMQ, moto's S3
-server, ffmpeg).
+the real stack of the integration tests (API serving the page, worker, RabbitMQ, `rclone
+serve s3` as S3, ffmpeg).
 
 Browsers are never downloaded (no `playwright install`): the tests launch the system
 Chromium at /usr/bin/chromium (or V2M_TEST_CHROMIUM). When it or Playwright is missing
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-# The integration suite's fixtures, reused rather than copied: the RabbitMQ URL, moto's S3
-# server, ffmpeg, generated media and `make_stack(**settings)` (API + workers on their own
+# The integration suite's fixtures, reused rather than copied: the RabbitMQ URL, the S3
+# server (rclone over a temp dir), ffmpeg, generated media and `make_stack(**settings)` (API + workers on their own
 # queue, bucket and SQLite database).
 from tests.integration.conftest import (  # noqa: F401
     amqp_url,

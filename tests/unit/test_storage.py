@@ -1,16 +1,21 @@
-"""shared.storage: key sanitising, download names, presigning (local) and the S3 adapter (moto)."""
+"""shared.storage: key sanitising, download names, presigning (local), bucket set-up (moto)
+and error translation. Calls to a real S3 server are in tests/integration/test_storage.py."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import boto3
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError
 from moto import mock_aws
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from shared.errors import StorageError
 from shared.storage import (
@@ -22,6 +27,10 @@ from shared.storage import (
 )
 from tests.unit.conftest import make_settings
 
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+ROOT = Path(__file__).resolve().parents[2]
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # --------------------------------------------------------------------------- sanitize_filename
@@ -212,7 +221,10 @@ def test_presigned_internal_get_uses_the_internal_host(split_storage: Storage) -
     parts = urlsplit(url)
     assert (parts.scheme, parts.netloc) == ("http", "minio:9000")
     assert parts.path == "/video2mp3/uploads/abc/a.mp4"
-    assert "response-content-disposition" not in query(url)
+    q = query(url)
+    assert q["X-Amz-SignedHeaders"] == "host"
+    assert q["X-Amz-Expires"] == "900"
+    assert "response-content-disposition" not in q
 
 
 def test_without_public_endpoint_urls_use_the_internal_one() -> None:
@@ -226,61 +238,99 @@ def test_without_public_endpoint_urls_use_the_internal_one() -> None:
     assert urlsplit(put_url).netloc == urlsplit(get_url).netloc == "minio:9000"
 
 
-# --------------------------------------------------------------------------- S3 adapter (moto)
+# --------------------------------------------------------------------------- bucket set-up (moto)
 
 
 @pytest.fixture
-def aws_storage() -> Iterator[Storage]:
-    """A Storage on AWS's default endpoint, answered in-process by moto."""
+def aws() -> Iterator[S3Client]:
+    """AWS's S3, answered in-process by moto (boto3 only: the minio SDK is not mocked)."""
     with mock_aws():
-        yield Storage(make_settings(s3_endpoint_url=None, s3_public_endpoint_url=None))
+        yield boto3.client("s3", region_name="us-east-1")
 
 
-def test_ping_fails_with_storage_error_when_the_bucket_is_missing(aws_storage: Storage) -> None:
-    with pytest.raises(StorageError):
-        aws_storage.ping()
+def aws_storage(**settings: Any) -> Storage:
+    return Storage(make_settings(s3_endpoint_url=None, s3_public_endpoint_url=None, **settings))
 
 
-def test_ensure_bucket_creates_the_bucket_with_cors_and_is_idempotent(
-    aws_storage: Storage,
-) -> None:
-    aws_storage.ensure_bucket()
-    aws_storage.ensure_bucket()
+def test_ensure_bucket_creates_the_bucket_with_cors_and_is_idempotent(aws: S3Client) -> None:
+    storage = aws_storage(s3_cors_origins=["https://app.example.com"])
 
-    aws_storage.ping()
-    rules = aws_storage.client.get_bucket_cors(Bucket=aws_storage.bucket)["CORSRules"]
-    assert set(rules[0]["AllowedMethods"]) >= {"PUT", "GET"}
+    storage.ensure_bucket()
+    storage.ensure_bucket()
 
-
-def test_stat_reports_size_and_none_for_missing(aws_storage: Storage, tmp_path: Path) -> None:
-    aws_storage.ensure_bucket()
-    path = tmp_path / "out.mp3"
-    path.write_bytes(b"ID3" + b"\0" * 997)
-
-    aws_storage.upload_file(str(path), "outputs/x.mp3", content_type="audio/mpeg")
-
-    info = aws_storage.stat("outputs/x.mp3")
-    assert info is not None
-    assert info.size_bytes == 1000
-    assert info.content_type == "audio/mpeg"
-    assert aws_storage.stat("outputs/missing.mp3") is None
-
-    aws_storage.delete("outputs/x.mp3")
-    assert aws_storage.stat("outputs/x.mp3") is None
+    aws.head_bucket(Bucket=storage.bucket)
+    (rule,) = aws.get_bucket_cors(Bucket=storage.bucket)["CORSRules"]
+    assert rule["AllowedOrigins"] == ["https://app.example.com"]
+    assert set(rule["AllowedMethods"]) == {"PUT", "GET", "HEAD"}
 
 
-def test_unreachable_storage_is_translated_to_storage_error(
+def test_ensure_bucket_without_origins_leaves_cors_to_the_server(aws: S3Client) -> None:
+    storage = aws_storage(s3_cors_origins=[])
+
+    storage.ensure_bucket()
+
+    aws.head_bucket(Bucket=storage.bucket)
+    with pytest.raises(ClientError, match="NoSuchCORSConfiguration"):
+        aws.get_bucket_cors(Bucket=storage.bucket)
+
+
+def test_a_refused_bucket_set_up_is_a_storage_error(aws: S3Client) -> None:
+    storage = aws_storage(s3_bucket="x")  # too short for S3: refused
+
+    with pytest.raises(StorageError, match="Could not prepare bucket"):
+        storage.ensure_bucket()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unreachable_storage_is_translated_to_a_retryable_storage_error(
     split_storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(**_kw: Any) -> None:
-        raise EndpointConnectionError(endpoint_url="http://minio:9000")
+    def refuse(*_args: Any, **_kw: Any) -> None:
+        reason = NewConnectionError(None, "connection refused")  # type: ignore[arg-type]
+        raise MaxRetryError(pool=None, url="/video2mp3", reason=reason)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(split_storage.client, "head_object", refuse)
-    monkeypatch.setattr(split_storage.client, "head_bucket", refuse)
+    monkeypatch.setattr(split_storage.client, "stat_object", refuse)
+    monkeypatch.setattr(split_storage.client, "bucket_exists", refuse)
+    monkeypatch.setattr(split_storage.client, "fput_object", refuse)
 
     with pytest.raises(StorageError) as stat_error:
         split_storage.stat("uploads/a.mp4")
     with pytest.raises(StorageError):
         split_storage.ping()
-    assert isinstance(stat_error.value.__cause__, EndpointConnectionError)
+    with pytest.raises(StorageError):
+        split_storage.upload_file("out.mp3", "outputs/a.mp3", content_type="audio/mpeg")
+    assert isinstance(stat_error.value.__cause__, MaxRetryError)
     assert stat_error.value.retryable
+    assert "MaxRetryError" in (stat_error.value.detail or "")
+
+
+# --------------------------------------------------------------------------- the worker's memory
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    """Top-level modules a fresh interpreter has loaded after ``statement``."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"{statement}; import sys; print(' '.join(sys.modules))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {name.split(".")[0] for name in out.stdout.split()}
+
+
+def test_the_worker_and_its_storage_calls_never_load_boto3_or_alembic() -> None:
+    # boto3 costs a worker more memory than the minio SDK (docs/PERFORMANCE.md); the
+    # start-up set-up, which needs boto3 and Alembic, runs in a child process.
+    statement = (
+        "import worker.__main__; from shared.config import Settings; "
+        "from shared.storage import Storage; "
+        "Storage(Settings(_env_file=None)).presign_internal_get('uploads/a.mp4', expires_s=60)"
+    )
+
+    loaded = modules_loaded_by(statement)
+
+    assert "minio" in loaded
+    assert {"boto3", "botocore", "s3transfer", "alembic", "fastapi", "starlette"} & loaded == set()

@@ -1,0 +1,125 @@
+"""The boto3 part of ``shared.storage.Storage``: browsers' presigned URLs and bucket set-up.
+
+boto3's client presigner signs Content-Type and Content-Length into a PUT URL when they
+are given as parameters, so storage refuses a body of another size or type; it also
+sets a bucket's CORS rule. ``Storage`` imports this module on first use only: it loads
+in the API and the start-up set-up step, never in a worker (shared/storage.py says why).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.config import Settings
+from shared.errors import StorageError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import CORSRuleTypeDef
+
+
+def make_client(settings: Settings, endpoint: str | None) -> S3Client:
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            # Checksums only where an operation requires them: S3-compatible servers
+            # differ in what they support (rclone sends the whole object's checksum
+            # with a ranged GET).
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+    return client
+
+
+class BotoS3:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.client = make_client(settings, settings.s3_endpoint_url)
+        if settings.public_endpoint == settings.s3_endpoint_url:
+            self.public_client = self.client
+        else:
+            self.public_client = make_client(settings, settings.public_endpoint)
+
+    def presign_put(
+        self, key: str, *, content_type: str, size_bytes: int, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        url = self._presign(
+            "put_object",
+            {"Key": key, "ContentType": content_type, "ContentLength": size_bytes},
+            expires_s,
+        )
+        return url, {"Content-Type": content_type, "Content-Length": str(size_bytes)}
+
+    def presign_get(
+        self, key: str, *, expires_s: int, content_disposition: str, content_type: str
+    ) -> str:
+        return self._presign(
+            "get_object",
+            {
+                "Key": key,
+                "ResponseContentDisposition": content_disposition,
+                "ResponseContentType": content_type,
+            },
+            expires_s,
+        )
+
+    def _presign(self, operation: str, params: dict[str, Any], expires_s: int) -> str:
+        try:
+            url: str = self.public_client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, **params}, ExpiresIn=expires_s
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError("Could not sign a storage URL.") from exc
+        return url
+
+    def ensure_bucket(self, cors_rule: dict[str, Any] | None) -> None:
+        """Create the bucket if missing (a bucket made meanwhile by another process is
+        fine), then set ``cors_rule`` on it when one is given."""
+        try:
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _status(exc) != 404 and _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+                self._create_bucket()
+            if cors_rule is not None:
+                self.client.put_bucket_cors(
+                    Bucket=self.bucket,
+                    CORSConfiguration={"CORSRules": [cast("CORSRuleTypeDef", cors_rule)]},
+                )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"Could not prepare bucket {self.bucket!r}.") from exc
+
+    def _create_bucket(self) -> None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.settings.s3_region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.s3_region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except ClientError as exc:
+            if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+
+
+def _status(exc: ClientError) -> int | None:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
