@@ -17,10 +17,10 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from shared.config import API_KEY_PREFIX
 from shared.errors import AuthError
 from shared.models import utcnow
 
-API_KEY_PREFIX = "v2m_"
 JWT_ALGORITHM = "HS256"
 TokenKind = Literal["access", "refresh"]
 
