@@ -16,6 +16,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
+from api.body_limit import BodyLimitMiddleware
 from api.errors import register_error_handlers
 from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import auth, health, jobs, uploads
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             allow_credentials=False,  # bearer tokens, never cookies: no credentialed CORS
         )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     for module in (health, jobs, uploads, auth):
