@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import register_error_handlers
+from api.hashing import PasswordHashing
 from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import auth, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
@@ -62,9 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.warning("bucket_setup_failed", bucket=settings.s3_bucket)
         publisher = Publisher(settings)
         app.state.engine, app.state.storage, app.state.publisher = engine, storage, publisher
+        app.state.password_hashing = hashing = PasswordHashing(
+            concurrency=settings.login_hash_concurrency, wait_s=settings.login_hash_wait_s
+        )
         log.info("api_started", database=engine.url.get_backend_name(), bucket=settings.s3_bucket)
         yield
         await run_in_threadpool(publisher.close_quietly)
+        hashing.close()
         engine.dispose()
 
     app = FastAPI(

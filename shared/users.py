@@ -6,15 +6,15 @@ account stops working at once in every API process.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.config import Settings
 from shared.errors import AuthError, ConflictError, NotFoundError
-from shared.models import ApiKey, LoginFailure, User, as_utc, utcnow
+from shared.models import ApiKey, User, as_utc, utcnow
 from shared.security import generate_api_key, hash_api_key, hash_password
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -36,6 +36,12 @@ def create_user(*, session: Session, email: str, password: str | None = None) ->
         session.rollback()
         raise ConflictError("A user with that email exists.", code="user_exists") from exc
     return user
+
+
+def set_password_hash(*, session: Session, user: User, password_hash: str) -> None:
+    user.password_hash = password_hash
+    session.add(user)
+    session.commit()
 
 
 def get_user_by_email(*, session: Session, email: str) -> User | None:
@@ -100,22 +106,6 @@ def authenticate_api_key(*, session: Session, key: str) -> User:
         )
         session.commit()
     return user
-
-
-def record_login_failure(*, session: Session, email: str) -> None:
-    session.add(LoginFailure(email=normalise_email(email)))
-    session.commit()
-
-
-def login_failures_since(
-    *, session: Session, email: str, since: datetime
-) -> tuple[int, datetime | None]:
-    row = session.exec(
-        select(func.count(), func.min(LoginFailure.at)).where(
-            LoginFailure.email == normalise_email(email), col(LoginFailure.at) > since
-        )
-    ).one()
-    return int(row[0]), as_utc(row[1])
 
 
 def active_user(*, session: Session, user_id: str) -> User:
