@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     login_backoff_base_s: float = Field(default=2.0, gt=0)
     login_backoff_max_s: float = Field(default=60.0, gt=0)
     login_failures_per_ip: int = Field(default=100, ge=1)
-    login_hash_concurrency: int = Field(default=4, ge=1, le=64)
+    login_hash_concurrency: int = Field(default=2, ge=1, le=64)
     login_hash_wait_s: float = Field(default=2.0, ge=0)
     uploads_per_minute: int = 60
     max_active_jobs: int = 20
