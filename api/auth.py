@@ -34,8 +34,8 @@ def _user_of(
     token: str | None, session: SessionDep, settings: SettingsDep, *, allow_api_key: bool = True
 ) -> User:
     if not token:
-        if not settings.auth_required:
-            return users.ensure_dev_user(session=session, settings=settings)
+        if not settings.auth_required:  # the local user (its password is set at start-up)
+            return users.get_or_create_user(session=session, email=settings.dev_user_email)
         raise AuthError(
             "Authentication is required: send an API key or a token as 'Authorization: Bearer …'."
         )

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from shared.config import Settings
 from shared.errors import AuthError, ConflictError, NotFoundError
 from shared.models import ApiKey, User, as_utc, utcnow
-from shared.security import generate_api_key, hash_api_key, hash_password
+from shared.security import generate_api_key, hash_api_key, hash_password, verify_password
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -115,17 +115,29 @@ def active_user(*, session: Session, user_id: str) -> User:
     return user
 
 
+def get_or_create_user(*, session: Session, email: str) -> User:
+    """The user with this email, created without a password if there is none; a
+    concurrent request creating the same user is not an error."""
+    user = get_user_by_email(session=session, email=email)
+    if user is not None:
+        return user
+    try:
+        return create_user(session=session, email=email)
+    except ConflictError:
+        user = get_user_by_email(session=session, email=email)
+        if user is None:
+            raise
+        return user
+
+
 def ensure_dev_user(*, session: Session, settings: Settings) -> User:
-    """The local development user of `make run`, with V2M_DEV_API_KEY / V2M_DEV_PASSWORD."""
-    user = get_user_by_email(session=session, email=settings.dev_user_email)
-    if user is None:
-        user = create_user(
-            session=session, email=settings.dev_user_email, password=settings.dev_password
-        )
-    elif settings.dev_password:
-        user.password_hash = hash_password(settings.dev_password)
-        session.add(user)
-        session.commit()
+    """The local development user of `make run`, with V2M_DEV_API_KEY / V2M_DEV_PASSWORD
+    (the settings refuse both in production). Run once at start-up: the password is
+    hashed only when the stored hash does not already match it."""
+    user = get_or_create_user(session=session, email=settings.dev_user_email)
+    password = settings.dev_password
+    if password and not verify_password(password, user.password_hash):
+        set_password_hash(session=session, user=user, password_hash=hash_password(password))
     if settings.dev_api_key:
         existing = session.exec(
             select(ApiKey).where(ApiKey.key_hash == hash_api_key(settings.dev_api_key))
