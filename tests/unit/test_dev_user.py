@@ -35,7 +35,12 @@ def test_requests_without_credentials_never_hash_the_dev_password(
     monkeypatch.setattr(main, "make_engine", lambda _s: engine)  # start-up uses it too
     with TestClientClass(app) as client:
         hashed: list[str] = []
-        monkeypatch.setattr(users, "hash_password", lambda p: hashed.append(p) or "x")
+
+        def counting_hash(password: str) -> str:
+            hashed.append(password)
+            return "x"
+
+        monkeypatch.setattr(users, "hash_password", counting_hash)
         for _ in range(3):
             assert client.get("/v1/jobs").status_code == 200
     assert hashed == []
@@ -48,7 +53,7 @@ def test_first_requests_arriving_together_all_act_as_the_one_local_user(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from api import main
-    from tests.unit.conftest import FakePublisher, FakeStorage
+    from tests.fakes import FakePublisher, FakeStorage
 
     # Given an API with no local user yet (none is made at start without dev credentials)
     monkeypatch.setattr(main, "configure_logging", lambda *_a, **_k: None)
