@@ -22,6 +22,7 @@ from api.hashing import PasswordHashing
 from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import auth, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
+from api.streams import StreamSlots
 from shared import users
 from shared.config import Settings, get_settings
 from shared.db import make_engine, migrate
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[{"name": tag} for tag in ("health", "auth", "uploads", "jobs")],
     )
     app.state.settings = settings
+    app.state.event_streams = StreamSlots(settings.events_streams_per_user)
     register_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
