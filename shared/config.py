@@ -155,7 +155,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_bucket_cors(self) -> Settings:
-        if "s3_cors_origins" not in self.model_fields_set or not self.s3_cors_origins:
+        # Unset: the bucket admits the page's origins. Set to [] on purpose: the storage
+        # server manages CORS itself (rclone, MinIO) and the bucket's rules are left alone.
+        if "s3_cors_origins" not in self.model_fields_set:
             self.s3_cors_origins = list(self.cors_origins) or (
                 [] if self.environment == "production" else ["*"]
             )
