@@ -4,9 +4,10 @@ their date and the inputs of finished jobs, a missing input fails its job for go
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -216,3 +217,64 @@ def test_storage_error_on_a_present_input_stays_retryable(storage: FakeStorage) 
     assert missing_input(outage, "uploads/u/1/b.mp4", cast(Storage, storage)) is outage
     media = MediaError("Not media.")
     assert missing_input(media, "uploads/u/1/b.mp4", cast(Storage, storage)) is media
+
+
+# --------------------------------------------------------------------------- migration
+
+
+def test_migration_gives_earlier_mp3s_the_retention_of_new_ones(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from shared.config import get_settings
+    from shared.db import MIGRATIONS, make_engine
+
+    # Given a database at the revision before retention, with one completed job
+    engine = make_engine(make_settings(database_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    finished = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+        conn.execute(
+            text(
+                "INSERT INTO account (id, email, is_active, created_at) "
+                "VALUES ('a1', 'ada@example.com', 1, :at)"
+            ),
+            {"at": finished},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO upload (id, owner_id, key, filename, content_type, size_bytes, "
+                "created_at, expires_at) VALUES ('u1', 'a1', 'uploads/a1/u1/a.mp4', 'a.mp4', "
+                "'video/mp4', 10, :at, :at)"
+            ),
+            {"at": finished},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO job (id, owner_id, upload_id, dispatch_token, status, progress, "
+                "attempts, created_at, updated_at, finished_at, input_key, input_filename, "
+                "input_size_bytes, options, output_key, output_size_bytes) VALUES ('j1', 'a1', "
+                "'u1', 't', 'completed', 100, 1, :at, :at, :at, 'uploads/a1/u1/a.mp4', "
+                "'a.mp4', 10, '{}', 'outputs/a1/j1.mp3', 5)"
+            ),
+            {"at": finished},
+        )
+
+    # When it is brought to head
+    get_settings.cache_clear()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        get_settings.cache_clear()
+
+    # Then the MP3 expires the retention period (7 days) after its job completed
+    job = read(engine, "j1")
+    engine.dispose()
+    assert job.output_expires_at is not None
+    assert job.output_expires_at.replace(tzinfo=UTC) == finished + timedelta(days=7)
+    assert job.output_expired_at is None and job.input_removed_at is None
