@@ -166,7 +166,10 @@ def _unless_not_implemented(setting: str, bucket: str) -> Iterator[None]:
     except ClientError as exc:
         if _code(exc) not in NOT_IMPLEMENTED and _status(exc) != 501:
             raise
-        log.warning(
+        # Without bucket CORS, browsers are refused unless the server allows them itself:
+        # a warning. Without lifecycle rules the reaper does the same work: information.
+        report = log.warning if setting == "cors" else log.info
+        report(
             "bucket_setting_not_supported",
             setting=setting,
             bucket=bucket,
