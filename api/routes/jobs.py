@@ -167,10 +167,14 @@ def download(
 
 
 def _days(days: float) -> str:
-    if days >= 1 and days == int(days):
-        return f"{int(days)} day" + ("s" if days != 1 else "")
-    hours = days * 24
-    return f"{hours:g} hours" if hours >= 1 else f"{hours * 60:g} minutes"
+    """A retention period as people say it: "7 days", "12 hours", "90 seconds"."""
+    seconds = days * 86400
+    unit, size = next(
+        ((u, n) for u, n in (("day", 86400), ("hour", 3600), ("minute", 60)) if seconds >= n),
+        ("second", 1),
+    )
+    count = round(seconds / size, 1) if size > 1 else max(1, round(seconds))
+    return f"{count:g} {unit}" + ("" if count == 1 else "s")
 
 
 @router.get(
