@@ -236,7 +236,7 @@ def test_migration_gives_earlier_mp3s_the_retention_of_new_ones(tmp_path: Path) 
     finished = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
+        command.upgrade(config, "0004")
         conn.execute(
             text(
                 "INSERT INTO account (id, email, is_active, created_at) "

@@ -1,8 +1,8 @@
 """output retention: when a job's MP3 expires, when it was found gone, when its input
 was removed
 
-Revision ID: 0004_output_retention
-Revises: 0003
+Revision ID: 0005_output_retention
+Revises: 0004
 Create Date: 2026-12-07 16:30:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from shared.config import get_settings
 
-revision: str = "0004_output_retention"
-down_revision: str | None = "0003"
+revision: str = "0005_output_retention"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
