@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     upload_url_expires_s: int = 3600
     download_url_expires_s: int = 3600
     input_url_expires_s: int = 6 * 3600
+    # Retention: an MP3 stays downloadable this long after its job completed (a bucket
+    # lifecycle rule where the server has them, the reaper everywhere); an input is
+    # removed once its job is finished. Fractions of a day are for tests.
+    output_retention_days: float = Field(default=7.0, gt=0)
 
     # Accounts and access. With auth_required off, requests without credentials act as
     # the local development user (a single-user laptop); with it on (the default, and

@@ -150,8 +150,10 @@ def complete(
     size_bytes: int,
     duration_s: float,
     bitrate_kbps: int | None,
+    expires_at: datetime | None = None,
     token: str | None = None,
 ) -> bool:
+    """Record the MP3; ``expires_at``: when retention deletes it (shared/retention.py)."""
     now = utcnow()
     result = session.execute(
         _update_job()
@@ -165,6 +167,8 @@ def complete(
             output_size_bytes=size_bytes,
             output_duration_s=duration_s,
             output_bitrate_kbps=bitrate_kbps,
+            output_expires_at=expires_at,
+            output_expired_at=None,
             error_code=None,
             error_message=None,
         )

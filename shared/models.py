@@ -180,6 +180,9 @@ class Job(SQLModel, table=True):
         Index("ix_job_created_id", "created_at", "id"),
         Index("ix_job_owner_created_id", "owner_id", "created_at", "id"),
         UniqueConstraint("owner_id", "idempotency_key", name="uq_job_owner_idempotency_key"),
+        # The reaper's retention queries: outputs past their date, inputs of finished jobs.
+        Index("ix_job_output_retention", "output_expired_at", "output_expires_at"),
+        Index("ix_job_input_retention", "input_removed_at", "status"),
     )
 
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
@@ -216,8 +219,28 @@ class Job(SQLModel, table=True):
     )
     output_duration_s: float | None = None
     output_bitrate_kbps: int | None = None
+    # Retention (shared/retention.py): when the MP3 is due to be deleted, when it was
+    # found deleted or gone, and when the input was removed after the job finished.
+    output_expires_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    output_expired_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    input_removed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
+
+
+def output_expired(job: Job, now: datetime | None = None) -> bool:
+    """The job's MP3 is gone: found missing, or past its retention date (a bucket
+    lifecycle rule may delete it before the reaper gets to the row)."""
+    if job.output_expired_at is not None:
+        return True
+    expires_at = as_utc(job.output_expires_at)
+    return expires_at is not None and expires_at <= (now or utcnow())
 
 
 # --------------------------------------------------------------------------- API schemas
@@ -307,6 +330,17 @@ class JobOutput(BaseModel):
     size_bytes: int
     duration_s: float
     bitrate_kbps: int | None
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When the MP3 is deleted from storage: its job's completion plus "
+        "`V2M_OUTPUT_RETENTION_DAYS` (7 days unless the deployment sets otherwise). The job "
+        "itself stays listed.",
+    )
+    expired: bool = Field(
+        default=False,
+        description="True once the MP3 is gone (its retention passed, or it was deleted): "
+        "`GET /v1/jobs/{id}/download` then answers 410 `output_expired`.",
+    )
 
 
 class JobPublic(BaseModel):
@@ -330,6 +364,8 @@ class JobPublic(BaseModel):
                 size_bytes=job.output_size_bytes,
                 duration_s=job.output_duration_s or 0.0,
                 bitrate_kbps=job.output_bitrate_kbps,
+                expires_at=as_utc(job.output_expires_at),
+                expired=output_expired(job),
             )
         error = None
         if job.error_code is not None and job.status == JobStatus.failed:

@@ -34,6 +34,7 @@ from minio.error import MinioException, S3Error
 
 from shared.config import Settings
 from shared.errors import StorageError
+from shared.retention import lifecycle_rule
 
 if TYPE_CHECKING:
     from shared.storage_boto import BotoS3
@@ -241,10 +242,11 @@ class Storage:
         """Create the bucket if missing and, when ``s3_cors_origins`` lists origins,
         allow browsers to PUT and GET from them (the bucket's CORS rule). With no origins
         the bucket's CORS is left alone: servers such as ``rclone serve s3`` and MinIO set
-        CORS for the whole server instead."""
+        CORS for the whole server instead. A lifecycle rule expires MP3s after
+        ``output_retention_days`` where the server has lifecycle rules (shared/retention.py)."""
         cors = (
             {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE}
             if self.settings.s3_cors_origins
             else None
         )
-        self._boto.ensure_bucket(cors)
+        self._boto.ensure_bucket(cors, lifecycle_rule(self.settings))

@@ -22,12 +22,14 @@ from sqlmodel import Session
 
 from shared import jobs
 from shared.errors import AppError, TransientTranscodeError
-from shared.models import TERMINAL_STATUSES, Job, JobOptions
+from shared.models import TERMINAL_STATUSES, Job, JobOptions, utcnow
 from shared.queue import JobMessage, backoff_ms
+from shared.retention import output_expires_at
 from worker import metrics, timing
 from worker.context import JobContext
 from worker.convert import convert, output_key
 from worker.outcome import Action, Outcome
+from worker.retention import missing_input
 
 log = structlog.get_logger("worker")
 
@@ -99,7 +101,8 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
                 key=output_key(job.id, job.owner_id),
             )
     except AppError as exc:
-        return handle_failure(exc, job.id, job.attempts, ctx, started, token=token)
+        failure = missing_input(exc, job.input_key, ctx.storage)
+        return handle_failure(failure, job.id, job.attempts, ctx, started, token=token)
     except Exception as exc:  # unexpected: log with traceback, treat as retryable
         log.error("job_crashed", exc_info=True)
         wrapped = TransientTranscodeError(
@@ -115,6 +118,7 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
             size_bytes=result.size_bytes,
             duration_s=result.duration_s,
             bitrate_kbps=result.bitrate_kbps,
+            expires_at=output_expires_at(ctx.settings, utcnow()),
             token=token,
         )
     timing.mark("complete")

@@ -6,6 +6,8 @@
 - A queued job whose message the broker never confirmed (the API died between insert and
   publish) is published.
 - Uploads never used for a job are deleted (object and row) once their URL has expired.
+- Retention (worker/retention.py): expired MP3s and the inputs of finished jobs are
+  deleted, and their job rows marked.
 
 Each step claims rows with a guarded UPDATE, so two workers never redispatch the same job.
 A failed publish leaves the job queued and unpublished: the next pass sends it.
@@ -27,6 +29,7 @@ from shared.errors import AppError
 from shared.models import JobStatus, utcnow
 from shared.queue import Publisher
 from shared.storage import Storage
+from worker import retention
 
 log = structlog.get_logger("worker.reaper")
 
@@ -89,6 +92,11 @@ class Reaper:
                 self.storage.delete(upload.key)
                 uploads.delete_upload(session=session, upload_id=upload.id)
                 counts["uploads_removed"] += 1
+            counts.update(
+                retention.sweep(
+                    session=session, storage=self.storage, settings=self.settings, now=now
+                )
+            )
         if counts["uploads_removed"]:
             log.info("expired_uploads_removed", count=counts["uploads_removed"])
         return counts

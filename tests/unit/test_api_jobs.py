@@ -343,13 +343,16 @@ def test_completed_job_shows_output_and_progress_100(
     client: TestClient, uploaded: UploadFactory, engine: Engine
 ) -> None:
     job_id = post_job(client, uploaded()).json()["id"]
-    finish(engine, job_id)
+    expires_at = datetime.now(UTC) + timedelta(days=7)
+    finish(engine, job_id, expires_at=expires_at)
 
     job = client.get(f"/v1/jobs/{job_id}").json()
 
     assert job["status"] == "completed"
     assert job["progress"] == 100
-    assert job["output"] == {"size_bytes": 3000, "duration_s": 12.5, "bitrate_kbps": 192}
+    output = job["output"]
+    assert datetime.fromisoformat(output.pop("expires_at")) == expires_at
+    assert output == {"size_bytes": 3000, "duration_s": 12.5, "bitrate_kbps": 192, "expired": False}
     assert job["error"] is None
     assert job["started_at"] is not None and job["finished_at"] is not None
 
@@ -528,16 +531,26 @@ def test_bad_list_query_is_422(client: TestClient, params: dict[str, Any]) -> No
 # --------------------------------------------------------------------------- download
 
 
-def finish(engine: Engine, job_id: str) -> None:
+def finish(
+    engine: Engine,
+    job_id: str,
+    storage: FakeStorage | None = None,
+    expires_at: datetime | None = None,
+) -> None:
+    """Complete the job as a worker does: its MP3 stored (when ``storage`` is given)."""
+    key = f"outputs/{job_id}.mp3"
+    if storage is not None:
+        storage.put(key, b"\xff\xfb" * 1500, "audio/mpeg")
     with Session(engine) as session:
         assert jobs.start_attempt(session=session, job_id=job_id) is not None
         assert jobs.complete(
             session=session,
             job_id=job_id,
-            output_key=f"outputs/{job_id}.mp3",
+            output_key=key,
             size_bytes=3000,
             duration_s=12.5,
             bitrate_kbps=192,
+            expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
         )
 
 
@@ -582,7 +595,7 @@ def test_download_of_completed_job_redirects_307_to_mp3_named_after_the_input(
 ) -> None:
     # Given a job whose worker has finished
     job_id = post_job(client, uploaded(filename="Holiday in Rome.mov")).json()["id"]
-    finish(engine, job_id)
+    finish(engine, job_id, storage)
 
     # When the MP3 is asked for
     response = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False)

@@ -43,13 +43,22 @@ def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobC
     return JobContext(settings=worker_settings, engine=engine, storage=cast(Storage, storage))
 
 
+INPUT_KEY = "uploads/u/holiday.mov"
+
+
+@pytest.fixture
+def input_stored(storage: FakeStorage) -> None:
+    """The job's input is in storage: a storage error is then an outage, not a lost file."""
+    storage.put(INPUT_KEY, b"\0" * 4096, "video/quicktime")
+
+
 def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
     with Session(engine, expire_on_commit=False) as session:
         upload = add_upload(
             session=session,
             upload_id=f"upload-{os.urandom(4).hex()}",
             owner_id="owner-1",
-            key="uploads/u/holiday.mov",
+            key=INPUT_KEY,
             filename="holiday.mov",
             content_type="video/quicktime",
             size_bytes=4096,
@@ -307,6 +316,7 @@ def test_retryable_error_before_the_last_attempt_schedules_a_retry(
     worker_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     previous_attempts: int,
+    input_stored: None,
 ) -> None:
     # Given a job on an attempt below max_attempts (3)
     job_id = make_job(engine, attempts=previous_attempts)
@@ -331,7 +341,11 @@ def test_retryable_error_before_the_last_attempt_schedules_a_retry(
 
 
 def test_retry_delays_stay_within_the_jitter_window(
-    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ctx: JobContext,
+    engine: Engine,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    input_stored: None,
 ) -> None:
     use_convert(monkeypatch, raising(StorageError("Storage is down.")))
     ceiling = backoff_ms(worker_settings, 1)
@@ -343,7 +357,11 @@ def test_retry_delays_stay_within_the_jitter_window(
 
 
 def test_retryable_error_on_the_last_attempt_fails_and_dead_letters(
-    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ctx: JobContext,
+    engine: Engine,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    input_stored: None,
 ) -> None:
     job_id = make_job(engine, attempts=worker_settings.max_attempts - 1)
     use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
@@ -357,6 +375,23 @@ def test_retryable_error_on_the_last_attempt_fails_and_dead_letters(
     assert job.attempts == worker_settings.max_attempts
     assert job.error_message is not None
     assert "could not be read from storage" in job.error_message
+
+
+def test_a_job_whose_input_is_gone_fails_at_once_with_input_missing(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job whose input object is no longer in storage (nothing was stored)
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
+
+    # When a worker runs it and ffmpeg cannot read the input
+    outcome = deliver(job_id, ctx)
+
+    # Then the job fails for good on its first attempt, saying why
+    assert outcome == Outcome(Action.ACK)
+    job = load(engine, job_id)
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.failed, "input_missing", 1)
+    assert job.error_message is not None and "no longer in storage" in job.error_message
 
 
 def test_interrupted_transcode_is_retried(
