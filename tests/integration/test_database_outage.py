@@ -57,7 +57,7 @@ def test_queued_job_completes_after_a_database_outage_longer_than_the_delivery_l
     try:
         job = stack.create_job(upload_id)
         # When the database stops, and stays down for longer than the give-backs the
-        # queue's delivery limit allows (each was about a second apart)
+        # queue's delivery limit allows (give-backs a second apart would spend it in seconds)
         own_postgres.stop()
     finally:
         worker.popen.send_signal(signal.SIGCONT)
