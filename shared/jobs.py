@@ -103,22 +103,27 @@ def start_attempt(
     job_id: str,
     token: str | None = None,
     lease_cutoff: datetime | None = None,
+    max_runs: int | None = None,
 ) -> Job | None:
     """Mark a queued job processing and count the attempt; None if it is finished, not
     ours, or already running.
 
     A job already processing is taken over only when its lease was last renewed before
-    `lease_cutoff` (its worker died or hung): two copies of one message, or a redelivery
-    while the first worker still converts, never run the job twice at once. One statement
+    `lease_cutoff` (its worker died or hung), and had been started fewer than `max_runs`
+    times: two copies of one message, or a redelivery while the first worker still
+    converts, never run the job twice at once. One statement
     (UPDATE … RETURNING) on the path of every job: the row comes back with the update,
     instead of being read again after it."""
     now = utcnow()
     claimable: Any = col(Job.status) == JobStatus.queued
     if lease_cutoff is not None:
-        claimable = or_(
-            claimable,
-            and_(col(Job.status) == JobStatus.processing, col(Job.updated_at) < lease_cutoff),
-        )
+        takeover: list[Any] = [
+            col(Job.status) == JobStatus.processing,
+            col(Job.updated_at) < lease_cutoff,
+        ]
+        if max_runs is not None:
+            takeover.append(col(Job.attempts) < max_runs)
+        claimable = or_(claimable, and_(*takeover))
     job = session.scalars(
         _update_job()
         .where(*_owned(job_id, token), claimable)

@@ -104,10 +104,15 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
     # The message's token is the one the row holds, unless the job was re-dispatched
     # since: claim straight away (one UPDATE … RETURNING), and read the row only to tell
     # why when that claims nothing.
+    limit = delivery_limit(ctx.settings)
     job = None
     if message.token is not None:
         job = jobs.start_attempt(
-            session=session, job_id=message.job_id, token=message.token, lease_cutoff=lease_cutoff
+            session=session,
+            job_id=message.job_id,
+            token=message.token,
+            lease_cutoff=lease_cutoff,
+            max_runs=limit,
         )
     if job is None:
         existing = session.get(Job, message.job_id)
@@ -122,6 +127,13 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
             # An older copy of a job that has since been re-dispatched with a new token.
             log.info("stale_message_ignored", status=existing.status)
             return Outcome(Action.ACK)
+        if jobs.fail_crashed(
+            session=session, job_id=existing.id, older_than=lease_cutoff, max_runs=limit
+        ):
+            # Started `limit` times, and every run died with its worker: stop here.
+            metrics.JOBS_FINISHED.labels("failed", "worker_crashed").inc()
+            log.warning("crashed_job_failed", attempts=existing.attempts)
+            return Outcome(Action.ACK)
         if message.token is not None:  # ours, and running under another delivery
             if message.redelivered:
                 return None  # that run may have died with this copy's worker: wait and see
@@ -132,21 +144,10 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
             job_id=message.job_id,
             token=existing.dispatch_token,
             lease_cutoff=lease_cutoff,
+            max_runs=limit,
         )
         if job is None:
             return Outcome(Action.ACK)
-    limit = delivery_limit(ctx.settings)
-    if job.attempts > limit:  # every run so far died with its worker
-        jobs.fail(
-            session=session,
-            job_id=job.id,
-            code="worker_crashed",
-            message=jobs.crashed_message(limit),
-            token=job.dispatch_token,
-        )
-        metrics.JOBS_FINISHED.labels("failed", "worker_crashed").inc()
-        log.warning("crashed_job_failed", attempts=job.attempts - 1)
-        return Outcome(Action.ACK)
     return job
 
 

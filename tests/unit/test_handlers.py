@@ -303,7 +303,11 @@ def test_job_started_as_often_as_the_delivery_limit_fails_with_worker_crashed(
     assert outcome == Outcome(Action.ACK)
     assert calls == []
     after = load(engine, job_id)
-    assert (after.status, after.error_code) == (JobStatus.failed, "worker_crashed")
+    assert (after.status, after.error_code, after.attempts) == (
+        JobStatus.failed,
+        "worker_crashed",
+        limit,
+    )
 
 
 @pytest.mark.parametrize("token", ["some-token", None], ids=["tokened", "legacy"])
