@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     job_lease_s: float = 60.0
     reaper_interval_s: float = 30.0
     unpublished_after_s: float = 60.0
+    # A queued job published this long ago and never claimed has lost its message (e.g.
+    # dead-lettered during a database outage): the reaper publishes it again.
+    unclaimed_after_s: float = Field(default=900.0, gt=0)
     # Hostile or oversized input
     max_media_duration_s: float = 4 * 3600.0
     max_output_bytes: int = 1 * GiB

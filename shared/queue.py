@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.config import Settings
 from shared.errors import QueueError
@@ -34,6 +34,9 @@ class JobMessage(BaseModel):
     job_id: str
     attempt: int = 1
     token: str | None = None  # the job's dispatch token; older copies are ignored
+    # Set by the consumer from the delivery, never sent: the broker gave this copy back
+    # (its worker died, lost its connection, or gave it back), so its job may be running.
+    redelivered: bool = Field(default=False, exclude=True)
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -67,6 +70,12 @@ def backoff_ms(settings: Settings, attempt: int) -> int:
     return int(min(delay, settings.retry_backoff_max_s) * 1000)
 
 
+def delivery_limit(settings: Settings) -> int:
+    """Deliveries the main queue allows a message past its first, and the most times a
+    job may be started before a lapsed lease fails it (`worker_crashed`)."""
+    return settings.max_attempts + 2
+
+
 def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames:
     names = queue_names(settings.queue_name)
     channel.queue_declare(queue=names.dlq, durable=True)
@@ -75,7 +84,7 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames
         durable=True,
         arguments={
             "x-queue-type": "quorum",
-            "x-delivery-limit": settings.max_attempts + 2,
+            "x-delivery-limit": delivery_limit(settings),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": names.dlq,
         },

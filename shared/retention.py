@@ -26,8 +26,9 @@ from shared.models import Job, JobStatus
 
 OUTPUT_PREFIX = "outputs/"
 LIFECYCLE_RULE_ID = "v2m-output-retention"
-# The error code of a job that ran out of attempts and was dead-lettered (worker/handlers.py).
-DEAD_LETTERED_CODE = "retries_exhausted"
+# The error codes of jobs whose message was dead-lettered and may be replayed
+# (worker/handlers.py, worker/reaper.py): their inputs stay for the replay window.
+DEAD_LETTERED_CODES = ("retries_exhausted", "worker_crashed")
 
 
 def retention(settings: Settings) -> timedelta:
@@ -90,7 +91,7 @@ def inputs_due(
                     col(Job.status) == JobStatus.failed,
                     or_(
                         col(Job.error_code).is_(None),
-                        col(Job.error_code) != DEAD_LETTERED_CODE,
+                        col(Job.error_code).not_in(DEAD_LETTERED_CODES),
                         col(Job.finished_at) < replay_window_ended,
                     ),
                 ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,16 +12,18 @@ from typing import Any, cast
 
 import pytest
 import structlog
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, create_engine
 from structlog.testing import capture_logs
 
 from shared import jobs
 from shared.config import Settings
+from shared.db import create_tables
 from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import Job, JobOptions, JobStatus
-from shared.queue import JobMessage, backoff_ms
+from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.storage import Storage
 from tests.fakes import FakeStorage
 from tests.unit.conftest import add_upload, make_settings
@@ -201,6 +204,118 @@ def test_message_with_an_old_token_is_acked_without_touching_the_job(
         JobStatus.queued,
         0,
         before.updated_at,
+    )
+
+
+TWO_HOURS_AGO = datetime.now(UTC) - timedelta(hours=2)
+
+
+def set_job(engine: Engine, job_id: str, **values: Any) -> None:
+    with Session(engine) as session:
+        session.execute(update(Job).where(col(Job.id) == job_id).values(**values))
+        session.commit()
+
+
+def start_elsewhere(engine: Engine, job_id: str) -> str:
+    """Another worker claims the job (as its first delivery would); its token."""
+    token = load(engine, job_id).dispatch_token
+    with Session(engine) as session:
+        assert jobs.start_attempt(session=session, job_id=job_id, token=token) is not None
+    return token
+
+
+def test_second_copy_of_a_message_does_not_run_a_job_already_running(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job running under a token, and a second copy of its message (the publisher
+    # resent it after an unclear failure)
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    calls = use_convert(monkeypatch, succeeding)
+
+    # When the copy is delivered, Then it is acked and the job is left to its run
+    assert deliver(job_id, ctx, token=token) == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.processing, 1)
+
+
+def test_redelivered_message_of_a_running_job_waits_for_that_run_instead_of_starting_another(
+    storage: FakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job running elsewhere (its lease renewed), and its message redelivered here
+    # (the broker lost the first worker's connection while that worker kept converting)
+    engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}")  # one connection per thread
+    create_tables(engine)
+    settings = make_settings(tmp_dir=str(tmp_path), heartbeat_interval_s=0.05, job_lease_s=60)
+    ctx = JobContext(settings=settings, engine=engine, storage=cast(Storage, storage))
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    calls = use_convert(monkeypatch, succeeding)
+    message = JobMessage(job_id=job_id, token=token, redelivered=True)
+
+    def first_run_finishes() -> None:
+        time.sleep(0.3)
+        with Session(engine) as session:
+            jobs.complete(
+                session=session,
+                job_id=job_id,
+                output_key="outputs/x.mp3",
+                size_bytes=1,
+                duration_s=1.0,
+                bitrate_kbps=None,
+                token=token,
+            )
+
+    finisher = threading.Thread(target=first_run_finishes)
+    finisher.start()
+    outcome = handle(message, ctx)
+    finisher.join()
+
+    # Then the job ran once: the copy is acked once the first run's outcome is recorded
+    assert outcome == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.completed, 1)
+
+
+def test_redelivered_message_takes_over_a_job_whose_lease_lapsed(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    set_job(engine, job_id, updated_at=TWO_HOURS_AGO)  # its worker died: no renewal since
+    calls = use_convert(monkeypatch, succeeding)
+
+    outcome = handle(JobMessage(job_id=job_id, token=token, redelivered=True), ctx)
+
+    assert outcome == Outcome(Action.ACK)
+    assert len(calls) == 1
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.completed, 2)
+
+
+def test_job_started_as_often_as_the_delivery_limit_fails_with_worker_crashed(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job whose every run so far died with its worker (lease lapsed each time)
+    limit = delivery_limit(ctx.settings)
+    job_id = make_job(engine, attempts=limit)
+    set_job(engine, job_id, status=JobStatus.processing, updated_at=TWO_HOURS_AGO)
+    calls = use_convert(monkeypatch, succeeding)
+    token = load(engine, job_id).dispatch_token
+
+    # When the broker redelivers its message once more
+    outcome = handle(JobMessage(job_id=job_id, token=token, redelivered=True), ctx)
+
+    # Then it is not run again: it fails for good, and the message is acked
+    assert outcome == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.error_code, after.attempts) == (
+        JobStatus.failed,
+        "worker_crashed",
+        limit,
     )
 
 

@@ -4,6 +4,7 @@
 - ``media``: what a file holds (``ProbeResult``), from ffprobe's JSON
 - ``progress``: ffmpeg's progress lines and the words that mark a cut-off input
 - ``errors``: an exit status and stderr mapped onto ``shared.errors``
+- ``redact``: presigned URLs' secrets cut from their output before it is logged
 - ``run``: running ffmpeg (progress, limits, timeout) and ffprobe
 """
 
