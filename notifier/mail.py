@@ -15,7 +15,7 @@ import html
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.models import JobPublic, JobStatus
@@ -39,6 +39,7 @@ def build(*, job: JobPublic, to: str, sender: str, public_url: str) -> EmailMess
     msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = to
+    msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain="video2mp3")
     msg.set_content(f"{line}\n\nSee the job: {link}\n")
     msg.add_alternative(

@@ -4,6 +4,9 @@ and a real SMTP server (aiosmtpd), with the delivery history read back through t
 from __future__ import annotations
 
 import signal
+import smtplib
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks import Webhook
 
-from tests.integration.conftest import Stack, StackFactory, free_port, wait_for
+from tests.integration.conftest import ROOT, Stack, StackFactory, free_port, port_open, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +210,27 @@ def test_email_is_sent_when_the_account_asks_for_it(
         )
     finally:
         controller.stop()
+
+
+def test_local_mail_sink_writes_each_message_to_an_eml_file(tmp_path: Path) -> None:
+    # Given the SMTP sink `make run` starts
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "scripts/mail_sink.py", "--port", str(port), "--dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: port_open(port), 30, "the mail sink to listen")
+        # When a message is sent to it
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\r\n\r\nhello\r\n")
+        # Then it lands in the directory as <timestamp>-<id>.eml
+        wait_for(lambda: len(list(tmp_path.glob("*-*.eml"))) == 1, 10, "the .eml file")
+        (eml,) = tmp_path.glob("*.eml")
+        assert b"Subject: hi" in eml.read_bytes()
+    finally:
+        sink.terminate()
+        out, _ = sink.communicate(timeout=10)
+    assert str(tmp_path) in out
