@@ -15,7 +15,7 @@ from shared.models import Job, JobPublic, JobStatus
 from shared.notify_settings import new_secret
 
 
-def _job(status: JobStatus = JobStatus.completed) -> JobPublic:
+def finished_job(status: JobStatus = JobStatus.completed) -> JobPublic:
     job = Job(
         id="job-1",
         owner_id="u",
@@ -34,7 +34,7 @@ def _job(status: JobStatus = JobStatus.completed) -> JobPublic:
 
 def test_webhook_body_is_the_event_with_the_job_as_the_api_returns_it() -> None:
     at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
-    job = _job()
+    job = finished_job()
     body = json.loads(webhook.body("job.completed", at, job))
     assert body["type"] == "job.completed"
     assert body["timestamp"] == "2026-12-07T12:00:00Z"
@@ -43,7 +43,7 @@ def test_webhook_body_is_the_event_with_the_job_as_the_api_returns_it() -> None:
 
 def test_webhook_headers_verify_with_standardwebhooks_for_each_secret() -> None:
     current, previous = new_secret(), new_secret()
-    payload = webhook.body("job.completed", datetime.now(UTC), _job())
+    payload = webhook.body("job.completed", datetime.now(UTC), finished_job())
     headers = webhook.headers("msg_abc", payload, [current, previous])
 
     assert headers["webhook-id"] == "msg_abc"
@@ -54,7 +54,7 @@ def test_webhook_headers_verify_with_standardwebhooks_for_each_secret() -> None:
 
 def test_webhook_signature_is_hmac_sha256_of_id_timestamp_and_body() -> None:
     secret = new_secret()
-    payload = webhook.body("job.failed", datetime.now(UTC), _job(JobStatus.failed))
+    payload = webhook.body("job.failed", datetime.now(UTC), finished_job(JobStatus.failed))
     headers = webhook.headers("msg_x", payload, [secret])
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"msg_x.{headers['webhook-timestamp']}.{payload}".encode()
@@ -64,7 +64,10 @@ def test_webhook_signature_is_hmac_sha256_of_id_timestamp_and_body() -> None:
 
 def test_email_names_the_file_and_links_to_the_job_on_the_page() -> None:
     msg = mail.build(
-        job=_job(), to="ada@example.com", sender="v2m <n@x>", public_url="https://v2m.example/"
+        job=finished_job(),
+        to="ada@example.com",
+        sender="v2m <n@x>",
+        public_url="https://v2m.example/",
     )
     assert "holiday.mov" in msg["Subject"]
     text = msg.get_body(("plain",))
@@ -76,7 +79,7 @@ def test_email_names_the_file_and_links_to_the_job_on_the_page() -> None:
 
 def test_email_of_a_failed_job_says_why() -> None:
     msg = mail.build(
-        job=_job(JobStatus.failed), to="a@x", sender="n@x", public_url="http://localhost"
+        job=finished_job(JobStatus.failed), to="a@x", sender="n@x", public_url="http://localhost"
     )
     assert "failed" in msg["Subject"]
     body = msg.get_body(("plain",))
