@@ -124,6 +124,26 @@ def test_webhook_failing_at_first_is_retried_until_delivered_signed_with_one_web
     assert {i["event_id"] for i in items} == {headers["webhook-id"]}
 
 
+def test_webhook_is_retried_and_delivered_on_postgresql(
+    make_stack: StackFactory,
+    sample: Callable[[str], Path],
+    receiver: Receiver,
+    postgres_url: str,
+) -> None:
+    receiver.fail_first = 1
+    stack = make_stack(database_url=postgres_url, **FAST_RETRIES)
+    stack.start_notifier()
+    upload_id = stack.upload(sample("short_clip"), "talk.mp4", "video/mp4")
+    job = stack.create_job(upload_id, notify={"webhook_url": receiver.url})
+    wait_for(lambda: receiver.succeeded() == 1, 90, "the webhook to be delivered")
+    Webhook(_secret(stack)).verify(receiver.requests[-1][1], receiver.requests[-1][0])
+    wait_for(
+        lambda: [i["status"] for i in _deliveries(stack, job["id"])] == ["failed", "succeeded"],
+        30,
+        "both attempts to be recorded",
+    )
+
+
 def test_webhook_retried_by_hand_is_sent_again_with_the_same_webhook_id(
     make_stack: StackFactory, sample: Callable[[str], Path], receiver: Receiver
 ) -> None:
