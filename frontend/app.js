@@ -21,6 +21,7 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
+import { loadNotify, wireNotify } from "./notify.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -367,6 +368,7 @@ function enter(user) {
   resetList();
   state.ownerId = user.id;
   loadJobs();
+  loadNotify();
 }
 
 /** Hide the page behind the sign-in form. Work in progress waits (api.js). */
@@ -465,6 +467,7 @@ function wire() {
   els.more.addEventListener("click", loadJobs);
   els.signOut.addEventListener("click", signOut);
   auth.onChange(onAuth);
+  wireNotify();
   wireSignIn();
   window.addEventListener("beforeunload", (event) => {
     const busy = [...state.rows].some((row) => row.status === "uploading" || row.waiting);
