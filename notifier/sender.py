@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -33,6 +34,8 @@ class Sender:
         self._stop = threading.Event()
         self._client = webhook.make_client(settings.webhook_timeout_s)
         self._thread = threading.Thread(target=self.run, name="sender", daemon=True)
+        # How far back the sweep has looked: the whole window once after a start.
+        self._swept_until = utcnow() - timedelta(seconds=settings.notify_sweep_window_s)
 
     def start(self) -> None:
         self._thread.start()
@@ -44,8 +47,12 @@ class Sender:
         self._client.close()
 
     def run(self) -> None:
+        next_sweep = 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_sweep:
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.settings.notify_sweep_interval_s
                 sent = self.run_once()
             except SQLAlchemyError:
                 log.warning("database_unavailable", exc_info=True)
@@ -53,6 +60,17 @@ class Sender:
             if not sent:
                 self.wake.wait(self.settings.notify_poll_interval_s)
                 self.wake.clear()
+
+    def sweep(self) -> int:
+        """Record events the broker never brought (a publish the worker could not make)."""
+        before = utcnow() - timedelta(seconds=self.settings.notify_sweep_grace_s)
+        with Session(self.engine, expire_on_commit=False) as session:
+            recorded, self._swept_until = deliveries.record_missed_events(
+                session=session, finished_after=self._swept_until, finished_before=before
+            )
+        if recorded:
+            log.warning("missed_events_recorded", count=recorded)
+        return recorded
 
     def run_once(self) -> int:
         """Claim and send what is due now; how many were sent."""

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     notify_poll_interval_s: float = Field(default=5.0, gt=0)
     # A delivery claimed this long ago and not recorded (its notifier died) is sent again.
     notify_claim_timeout_s: float = Field(default=120.0, gt=0)
+    # Jobs finished more than grace and less than window seconds ago whose event never
+    # arrived (the worker could not publish it) are found every sweep interval.
+    notify_sweep_interval_s: float = Field(default=60.0, gt=0)
+    notify_sweep_grace_s: float = Field(default=60.0, ge=0)
+    notify_sweep_window_s: float = Field(default=6 * 3600.0, gt=0)
     notifier_metrics_port: int = 9101
     notifier_prefetch: int = Field(default=10, ge=1)
     webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, func, select
 
 from shared.config import Settings
 from shared.errors import NotFoundError
-from shared.events import JobEvent
-from shared.models import Delivery, DeliveryStatus, Job, utcnow
+from shared.events import JobEvent, event_id
+from shared.models import TERMINAL_STATUSES, Delivery, DeliveryStatus, Job, as_utc, utcnow
 from shared.notify_settings import targets_for
 
 
@@ -49,6 +49,45 @@ def record_event(*, session: Session, event: JobEvent) -> list[Delivery]:
         session.rollback()
         return []
     return rows
+
+
+def record_missed_events(
+    *, session: Session, finished_after: datetime, finished_before: datetime, limit: int = 200
+) -> tuple[int, datetime]:
+    """Record the events of jobs that finished in the window and have no delivery yet.
+
+    The worker publishes an event after storing the outcome; if the broker refused that
+    publish, this finds the job instead. The event id is derived as the worker derives it,
+    so an event that did arrive, or arrives later, is recorded once. Jobs are taken oldest
+    first; returns how many events were recorded and how far the window was covered (pass
+    it as the next `finished_after`).
+    """
+    has_delivery = select(Delivery.id).where(col(Delivery.job_id) == col(Job.id)).exists()
+    candidates = session.exec(
+        select(Job)
+        .where(
+            col(Job.status).in_(list(TERMINAL_STATUSES)),
+            col(Job.finished_at) > finished_after,
+            col(Job.finished_at) <= finished_before,
+            ~has_delivery,
+        )
+        .order_by(col(Job.finished_at))
+        .limit(limit)
+    ).all()
+    recorded = 0
+    for job in candidates:
+        event_type = "job.completed" if job.status == "completed" else "job.failed"
+        event = JobEvent(
+            id=event_id(job.id, job.dispatch_token, event_type),
+            type=event_type,
+            job_id=job.id,
+            at=as_utc(job.finished_at) or utcnow(),
+        )
+        recorded += len(record_event(session=session, event=event)) > 0
+    if len(candidates) < limit:
+        return recorded, finished_before
+    covered = as_utc(candidates[-1].finished_at)
+    return recorded, covered or finished_before
 
 
 def _row(job: Job, event: JobEvent, channel: str, target: str) -> Delivery:

@@ -212,3 +212,63 @@ def test_backoff_spreads_eight_attempts_over_about_a_day() -> None:
     total = sum(deliveries.backoff_s(settings, n) for n in range(1, settings.notify_max_attempts))
     assert settings.notify_max_attempts == 8
     assert 18 * 3600 < total < 30 * 3600
+
+
+def test_sweep_records_the_event_of_a_finished_job_whose_event_never_arrived(
+    client: TestClient, uploaded: UploadFactory, engine: Engine
+) -> None:
+    # Given a job that finished with a webhook asked for, and no event recorded for it
+    created = client.post(
+        "/v1/jobs",
+        json={"upload_id": uploaded(), "notify": {"webhook_url": "https://93.184.216.34/h"}},
+    ).json()
+    with Session(engine, expire_on_commit=False) as session:
+        job = session.get(Job, created["id"])
+        assert job is not None
+        job.status, job.finished_at = "completed", utcnow() - timedelta(minutes=5)
+        session.add(job)
+        session.commit()
+        window = (utcnow() - timedelta(hours=1), utcnow() - timedelta(minutes=1))
+
+        # When the notifier sweeps the window
+        recorded, covered = deliveries.record_missed_events(
+            session=session, finished_after=window[0], finished_before=window[1]
+        )
+
+        # Then the event is recorded with the id the worker would have published
+        assert (recorded, covered) == (1, window[1])
+        (row,) = deliveries.list_for_job(session=session, job_id=job.id)
+        assert row.event_id == event_id(job.id, job.dispatch_token, "job.completed")
+        # and a second sweep, or the late event itself, records nothing more
+        assert deliveries.record_missed_events(
+            session=session, finished_after=window[0], finished_before=window[1]
+        ) == (0, window[1])
+        late = JobEvent(id=row.event_id, type="job.completed", job_id=job.id, at=utcnow())
+        assert deliveries.record_event(session=session, event=late) == []
+
+
+def test_sweep_covers_a_long_window_in_pages_oldest_first(
+    client: TestClient, uploaded: UploadFactory, engine: Engine
+) -> None:
+    finished = []
+    for minutes in (30, 20, 10):
+        created = client.post(
+            "/v1/jobs", json={"upload_id": uploaded(), "notify": {"email": True}}
+        ).json()
+        with Session(engine) as session:
+            job = session.get(Job, created["id"])
+            assert job is not None
+            job.status, job.finished_at = "failed", utcnow() - timedelta(minutes=minutes)
+            finished.append(job.finished_at)
+            session.add(job)
+            session.commit()
+    with Session(engine, expire_on_commit=False) as session:
+        start, end = utcnow() - timedelta(hours=1), utcnow()
+        recorded, covered = deliveries.record_missed_events(
+            session=session, finished_after=start, finished_before=end, limit=2
+        )
+        assert recorded == 2
+        assert covered == finished[1]
+        assert deliveries.record_missed_events(
+            session=session, finished_after=covered, finished_before=end, limit=2
+        ) == (1, end)
