@@ -253,3 +253,6 @@ export const getAccount = () => request("GET", "v1/account");
 export const updateAccount = (changes) => request("PATCH", "v1/account", { body: changes });
 export const webhookSecret = () => request("GET", "v1/account/webhook-secret");
 export const rotateWebhookSecret = () => request("POST", "v1/account/webhook-secret/rotate");
+/** GET v1/jobs/{id}/deliveries → {items: [...]}, every attempt oldest first. */
+export const listDeliveries = (jobId) =>
+  request("GET", `v1/jobs/${encodeURIComponent(jobId)}/deliveries`);

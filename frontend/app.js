@@ -21,7 +21,7 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
-import { loadNotify, wireNotify } from "./notify.js";
+import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -97,6 +97,7 @@ function onStatus(row) {
   else if (row.status === "processing") announce(`${name}: converting.`);
   else if (row.status === "completed") announce(`${name}: MP3 ready to play and download.`);
   else if (row.status === "failed") announce(`${name} failed. ${row.error?.message || ""}`);
+  if (row.job && isTerminal(row.status)) showDeliveries(row);
   updateSummary();
 }
 
@@ -312,6 +313,7 @@ async function loadJobs() {
       state.byJobId.set(job.id, row);
       els.list.append(row.el);
       follow(row);
+      if (isTerminal(job.status)) showDeliveries(row, { recheck: false });
     }
     state.nextCursor = page.next_cursor;
     els.notice.hidden = true;
