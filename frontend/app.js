@@ -21,6 +21,7 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
+import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -96,6 +97,7 @@ function onStatus(row) {
   else if (row.status === "processing") announce(`${name}: converting.`);
   else if (row.status === "completed") announce(`${name}: MP3 ready to play and download.`);
   else if (row.status === "failed") announce(`${name} failed. ${row.error?.message || ""}`);
+  if (row.job && isTerminal(row.status)) showDeliveries(row);
   updateSummary();
 }
 
@@ -311,6 +313,7 @@ async function loadJobs() {
       state.byJobId.set(job.id, row);
       els.list.append(row.el);
       follow(row);
+      if (isTerminal(job.status)) showDeliveries(row, { recheck: false });
     }
     state.nextCursor = page.next_cursor;
     els.notice.hidden = true;
@@ -367,6 +370,7 @@ function enter(user) {
   resetList();
   state.ownerId = user.id;
   loadJobs();
+  loadNotify();
 }
 
 /** Hide the page behind the sign-in form. Work in progress waits (api.js). */
@@ -465,6 +469,7 @@ function wire() {
   els.more.addEventListener("click", loadJobs);
   els.signOut.addEventListener("click", signOut);
   auth.onChange(onAuth);
+  wireNotify();
   wireSignIn();
   window.addEventListener("beforeunload", (event) => {
     const busy = [...state.rows].some((row) => row.status === "uploading" || row.waiting);

@@ -43,6 +43,7 @@ def insert_job(
     options: dict[str, Any],
     idempotency_key: str | None,
     request_hash: str | None,
+    notify: dict[str, Any] | None = None,
 ) -> Job:
     """Insert a queued job; raises ConflictError if the upload already has one."""
     job = Job(
@@ -54,6 +55,7 @@ def insert_job(
         input_filename=upload.filename,
         input_size_bytes=upload.size_bytes,
         options=options,
+        notify=notify,
     )
     session.add(job)
     try:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -232,6 +233,77 @@ class Job(SQLModel, table=True):
     )
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
+    # The request's `notify` as given (fields left out fall back to the account's settings);
+    # None when the request had none.
+    notify: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class NotifySettings(SQLModel, table=True):
+    """An account's notification defaults and its webhook signing secrets."""
+
+    __tablename__ = "notify_settings"
+
+    account_id: str = SQLField(foreign_key="account.id", primary_key=True, max_length=36)
+    webhook_url: str | None = SQLField(default=None, max_length=2048)
+    notify_email: bool = False
+    webhook_secret: str | None = SQLField(default=None, max_length=128)
+    # After a rotation the previous secret signs too, until previous_secret_until.
+    previous_secret: str | None = SQLField(default=None, max_length=128)
+    previous_secret_until: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"  # due at scheduled_at
+    sending = "sending"  # claimed by a notifier at claimed_at
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt to deliver one event on one channel (webhook or email).
+
+    A failed attempt that may be retried schedules the next one as a new row, so the rows
+    of an event are its delivery history. `event_id` is the Standard Webhooks `webhook-id`,
+    the same on every attempt.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", "attempt", name="uq_delivery_event_attempt"),
+        Index("ix_delivery_job_created", "job_id", "created_at"),
+        Index("ix_delivery_due", "status", "scheduled_at"),
+    )
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    job_id: str = SQLField(foreign_key="job.id", max_length=36)
+    owner_id: str = SQLField(foreign_key="account.id", max_length=36)
+    event_id: str = SQLField(max_length=64)
+    event_type: str = SQLField(max_length=32)
+    channel: str = SQLField(max_length=16)
+    target: str = SQLField(max_length=2048)
+    attempt: int = 1
+    status: str = SQLField(default=DeliveryStatus.pending, max_length=16)
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    scheduled_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    claimed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    finished_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    status_code: int | None = None
+    error: str | None = SQLField(default=None, max_length=512)
+    next_retry_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    event_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
 
 
 def output_expired(job: Job, now: datetime | None = None) -> bool:
@@ -307,6 +379,24 @@ class UploadPublic(BaseModel):
     max_size_bytes: int
 
 
+class JobNotify(BaseModel):
+    """A job's notifications; a field left out takes the account's default."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"webhook_url": "https://example.com/hooks", "email": True}]
+        },
+    )
+
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="http(s) URL on a public address that receives signed job events; null for none.",
+    )
+    email: bool | None = Field(default=None, description="Email the account when the job finishes.")
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -319,6 +409,10 @@ class JobCreate(BaseModel):
 
     upload_id: Text = Field(min_length=1, max_length=64)
     options: JobOptions = Field(default_factory=JobOptions)
+    notify: JobNotify | None = Field(
+        default=None,
+        description="Who to tell when the job finishes; the account's defaults when left out.",
+    )
 
 
 class JobInput(BaseModel):
@@ -432,3 +526,69 @@ class UserPublic(BaseModel):
         created = as_utc(user.created_at)
         assert created is not None
         return cls(id=user.id, email=user.email, created_at=created)
+
+
+# --------------------------------------------------------------------------- notification schemas
+
+
+class AccountPublic(BaseModel):
+    id: str
+    email: str
+    webhook_url: str | None = Field(description="Default webhook for jobs created without one.")
+    notify_email: bool = Field(description="Email by default when a job finishes.")
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"webhook_url": "https://example.com/hooks", "notify_email": True}]
+        },
+    )
+
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    notify_email: bool | None = None
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="`whsec_<base64>`: the key webhook signatures are made with.")
+
+
+class DeliveryPublic(BaseModel):
+    id: str = Field(
+        description="The attempt's id; POST …/deliveries/{id}/retry re-sends its event."
+    )
+    event_id: str = Field(description="The `webhook-id`: the same on every attempt of an event.")
+    event_type: str
+    channel: Literal["webhook", "email"]
+    attempt: int
+    status: DeliveryStatus
+    created_at: datetime
+    attempted_at: datetime | None
+    url_host: str | None = Field(description="The webhook's host (None for email).")
+    status_code: int | None = Field(description="The receiver's HTTP status, if it answered.")
+    error: str | None
+    next_retry_at: datetime | None
+
+    @classmethod
+    def from_delivery(cls, row: Delivery) -> DeliveryPublic:
+        created = as_utc(row.created_at)
+        assert created is not None
+        return cls(
+            id=row.id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            channel="email" if row.channel == "email" else "webhook",
+            attempt=row.attempt,
+            status=DeliveryStatus(row.status),
+            created_at=created,
+            attempted_at=as_utc(row.finished_at or row.claimed_at),
+            url_host=urlsplit(row.target).hostname if row.channel == "webhook" else None,
+            status_code=row.status_code,
+            error=row.error,
+            next_retry_at=as_utc(row.next_retry_at),
+        )
+
+
+class DeliveriesPublic(BaseModel):
+    items: list[DeliveryPublic]

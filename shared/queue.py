@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.config import Settings
 from shared.errors import QueueError
+from shared.events import JobEvent, declare_events
 
 MESSAGE_VERSION = 1
 
@@ -143,23 +144,35 @@ class Publisher:
         self._conn = self._connect()
         channel = self._conn.channel()
         declare_topology(channel, self.settings)
+        declare_events(channel, self.settings)
         channel.confirm_delivery()
         self._channel = channel
         return channel
 
     def publish(self, message: JobMessage, *, routing_key: str | None = None) -> None:
-        body = message.encode()
         props = pika.BasicProperties(
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message.job_id
         )
+        self._send("", routing_key or self.names.main, message.encode(), props)
+
+    def publish_event(self, event: JobEvent) -> None:
+        """A job event to the events exchange (routing key: its type), confirmed."""
+        props = pika.BasicProperties(
+            content_type="application/json", delivery_mode=PERSISTENT, message_id=event.id
+        )
+        self._send(self.settings.events_exchange, event.type, event.encode(), props)
+
+    def _send(
+        self, exchange: str, routing_key: str, body: bytes, props: pika.BasicProperties
+    ) -> None:
         with self._lock:
             last: Exception | None = None
             for _ in range(2):
                 try:
                     channel = self._open()
                     channel.basic_publish(
-                        exchange="",
-                        routing_key=routing_key or self.names.main,
+                        exchange=exchange,
+                        routing_key=routing_key,
                         body=body,
                         properties=props,
                         mandatory=True,

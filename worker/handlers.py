@@ -30,6 +30,7 @@ from shared.retention import output_expires_at
 from worker import metrics, timing
 from worker.context import JobContext
 from worker.convert import convert, output_key
+from worker.events import publish_outcome
 from worker.outcome import Action, Outcome
 from worker.retention import missing_input
 
@@ -194,6 +195,7 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
         log.warning("lease_lost_result_discarded")
         return Outcome(Action.ACK)
     record_finished("completed", "", started)
+    publish_outcome(ctx, job.id, token, "job.completed")
     metrics.record_completed(input_bytes=job.input_size_bytes, output_bytes=result.size_bytes)
     log.info(
         "job_completed",
@@ -219,9 +221,10 @@ def handle_failure(
     elapsed = round(time.monotonic() - started, 3)
     with Session(ctx.engine) as session:
         if not exc.retryable:
-            jobs.fail(
+            if jobs.fail(
                 session=session, job_id=job_id, code=exc.code, message=exc.message, token=token
-            )
+            ):
+                publish_outcome(ctx, job_id, token, "job.failed")
             record_finished("failed", exc.code, started)
             log.info("job_failed", code=exc.code, duration_s=elapsed, detail=exc.detail)
             return Outcome(Action.ACK)
@@ -235,13 +238,14 @@ def handle_failure(
             metrics.RETRIES.labels(exc.code).inc()
             log.info("job_retry_scheduled", code=exc.code, delay_ms=delay, detail=exc.detail)
             return Outcome(Action.RETRY, retry_attempt=attempt, delay_ms=delay)
-        jobs.fail(
+        if jobs.fail(
             session=session,
             job_id=job_id,
             code="retries_exhausted",
             message=f"The conversion failed {attempt} times; the last error was: {exc.message}",
             token=token,
-        )
+        ):
+            publish_outcome(ctx, job_id, token, "job.failed")
         record_finished("failed", "retries_exhausted", started)
         metrics.DEAD_LETTERED.labels("retries_exhausted").inc()
         log.warning("job_retries_exhausted", code=exc.code, detail=exc.detail)
