@@ -151,6 +151,9 @@ def complete(
     duration_s: float,
     bitrate_kbps: int | None,
     token: str | None = None,
+    encoded: bool | None = None,
+    loudness_lufs: float | None = None,
+    true_peak_db: float | None = None,
 ) -> bool:
     now = utcnow()
     result = session.execute(
@@ -165,6 +168,9 @@ def complete(
             output_size_bytes=size_bytes,
             output_duration_s=duration_s,
             output_bitrate_kbps=bitrate_kbps,
+            output_encoded=encoded,
+            output_loudness_lufs=loudness_lufs,
+            output_true_peak_db=true_peak_db,
             error_code=None,
             error_message=None,
         )

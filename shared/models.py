@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from shared.options import JobOptions as JobOptions  # re-exported: part of the v1 schemas
 
 
 def utcnow() -> datetime:
@@ -36,41 +38,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed})
-
-
-# --------------------------------------------------------------------------- options
-
-
-class JobOptions(BaseModel):
-    """How to encode. Leave everything out for VBR quality 2 at the source's rate."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"bitrate_kbps": 192, "channels": 2}, {"quality": 2}]},
-    )
-
-    bitrate_kbps: int | None = Field(
-        default=None, ge=64, le=320, description="Constant bitrate in kbit/s (64..320)."
-    )
-    quality: int | None = Field(
-        default=None, ge=0, le=9, description="LAME VBR quality, 0 (best) .. 9 (smallest)."
-    )
-    sample_rate_hz: Literal[22050, 32000, 44100, 48000] | None = Field(
-        default=None, description="Output sample rate; default keeps 44.1/48 kHz as the source."
-    )
-    channels: Literal[1, 2] | None = Field(
-        default=None, description="1 = mono, 2 = stereo; default stereo (mono sources stay mono)."
-    )
-
-    @model_validator(mode="after")
-    def _bitrate_or_quality(self) -> JobOptions:
-        if self.bitrate_kbps is not None and self.quality is not None:
-            raise ValueError("give either bitrate_kbps (CBR) or quality (VBR), not both")
-        return self
-
-    @property
-    def is_default(self) -> bool:
-        return not self.model_dump(exclude_none=True)
 
 
 # --------------------------------------------------------------------------- tables
@@ -203,6 +170,9 @@ class Job(SQLModel, table=True):
     )
     output_duration_s: float | None = None
     output_bitrate_kbps: int | None = None
+    output_encoded: bool | None = None
+    output_loudness_lufs: float | None = None
+    output_true_peak_db: float | None = None
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
 
@@ -283,6 +253,14 @@ class JobOutput(BaseModel):
     size_bytes: int
     duration_s: float
     bitrate_kbps: int | None
+    format: str = Field(default="mp3", description="The output's format (see options.format).")
+    encoded: bool | None = Field(
+        default=None, description="false when the source's audio was copied as it was."
+    )
+    loudness_lufs: float | None = Field(
+        default=None, description="Integrated loudness of the output (EBU R128), LUFS."
+    )
+    true_peak_db: float | None = Field(default=None, description="True peak of the output, dBTP.")
 
 
 class JobPublic(BaseModel):
@@ -306,6 +284,10 @@ class JobPublic(BaseModel):
                 size_bytes=job.output_size_bytes,
                 duration_s=job.output_duration_s or 0.0,
                 bitrate_kbps=job.output_bitrate_kbps,
+                format=job.options.get("format") or "mp3",
+                encoded=job.output_encoded,
+                loudness_lufs=job.output_loudness_lufs,
+                true_peak_db=job.output_true_peak_db,
             )
         error = None
         if job.error_code is not None and job.status == JobStatus.failed:

@@ -128,14 +128,23 @@ class Storage:
         # half the cost per URL on the upload and job routes.
         return presign_url(self._sigv4, method, url, expires_s=expires_s, headers=headers)
 
-    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
-        """A GET URL for browsers: public host, attachment named after the original file."""
+    def presign_download(
+        self,
+        key: str,
+        *,
+        filename: str,
+        expires_s: int,
+        extension: str = ".mp3",
+        content_type: str = "audio/mpeg",
+    ) -> str:
+        """A GET URL for browsers: public host, attachment named after the original file
+        with the output format's extension, served as that format's type."""
         return self._presign_get(
             self.public_client,
             key,
             expires_s,
-            ResponseContentDisposition=content_disposition(download_name(filename)),
-            ResponseContentType="audio/mpeg",
+            ResponseContentDisposition=content_disposition(download_name(filename, extension)),
+            ResponseContentType=content_type,
         )
 
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:

@@ -19,6 +19,7 @@ from api.metrics import JOBS_CREATED
 from shared import jobs, listing, services
 from shared.errors import ConflictError, NotFoundError, QueueError
 from shared.models import TERMINAL_STATUSES, JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.options import format_info
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = structlog.get_logger("api.jobs")
@@ -39,7 +40,7 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=JobPublic,
     responses=error_responses(401, 404, 409, 410, 422, 429, 503),
-    summary="Convert an uploaded file to MP3",
+    summary="Convert an uploaded file (MP3 unless another format is asked)",
 )
 def create_job(
     body: JobCreate,
@@ -115,10 +116,10 @@ def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     status_code=307,
     response_class=RedirectResponse,
     responses={
-        307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
+        307: {"description": "Redirect to a short-lived presigned URL of the output file."},
         **error_responses(401, 404, 409, 422),
     },
-    summary="Download the MP3",
+    summary="Download the output (MP3 unless another format was asked)",
 )
 def download(
     job_id: str,
@@ -127,7 +128,8 @@ def download(
     settings: SettingsDep,
     user: CurrentUserOrQueryToken,
 ) -> RedirectResponse:
-    """Redirects to the MP3, named after the original file (`<stem>.mp3`)."""
+    """Redirects to the output, named after the original file with the format's
+    extension (`<stem>.mp3`, `<stem>.m4a`, ...) and served with the format's Content-Type."""
     job = jobs.get_job(session=session, job_id=job_id, owner_id=user.id)
     if job.status != JobStatus.completed or not job.output_key:
         message = (
@@ -136,8 +138,13 @@ def download(
             else f"The job is {job.status}; the MP3 can be downloaded once it is completed."
         )
         raise ConflictError(message, code="not_ready")
+    info = format_info(job.options.get("format"))
     url = storage.presign_download(
-        job.output_key, filename=job.input_filename, expires_s=settings.download_url_expires_s
+        job.output_key,
+        filename=job.input_filename,
+        expires_s=settings.download_url_expires_s,
+        extension=info.extension,
+        content_type=info.content_type,
     )
     return RedirectResponse(url, status_code=307)
 
