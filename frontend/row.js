@@ -6,6 +6,7 @@ import { downloadUrl } from "./api.js";
 import * as auth from "./auth.js";
 import { REFUSED } from "./checks.js";
 import { h, icon } from "./dom.js";
+import { EXTENSION } from "./options.js";
 import {
   describeOptions,
   formatBytes,
@@ -212,7 +213,8 @@ export class JobRow {
     if (this.resultFor === this.job.id) return; // already built: keep playback going
     this.resultFor = this.job.id;
     const jobId = this.job.id;
-    const name = `${stemOf(this.filename)}.mp3`;
+    const format = this.options.format || "mp3";
+    const name = `${stemOf(this.filename)}.${EXTENSION[format] || "mp3"}`;
     // Both URLs carry the access token (?access_token=): <audio> and <a> send no headers.
     // Rows from earlier visits load nothing until played; fresh ones fetch the duration.
     const audio = h("audio", {
@@ -244,10 +246,11 @@ export class JobRow {
         href: downloadUrl(jobId),
         download: name,
         "data-role": "download",
-        "aria-label": `Download ${name}`,
       },
       icon("download"),
-      "Download MP3",
+      // The visible words start the accessible name (WCAG 2.5.3): "Download MP3 holiday.mp3".
+      `Download ${format.toUpperCase()}`,
+      h("span", { class: "visually-hidden" }, ` ${name}`),
     );
     link.addEventListener("click", (event) => {
       if (link.dataset.fresh) {
