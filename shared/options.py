@@ -165,10 +165,6 @@ class JobOptions(BaseModel):
         return self
 
     @property
-    def is_default(self) -> bool:
-        return not self.model_dump(exclude_defaults=True)
-
-    @property
     def changes_audio(self) -> bool:
         """An option that changes the audio samples, so a stream copy cannot honour it."""
         return any(
