@@ -4,7 +4,8 @@
 //
 // Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
 // form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
-// the list), format.js (words and numbers), dom.js (node building). This one holds the
+// the list), options.js (format, loudness, trim and tags), format.js (words and
+// numbers), dom.js (node building). This one holds the
 // page's state and wires them together.
 
 import {
@@ -22,6 +23,7 @@ import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
 import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
+import { applyFormat, readOutputOptions, trimProblem } from "./options.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -128,13 +130,13 @@ function learnMaxBytes(value) {
 // --------------------------------------------------------------------------- options
 
 function readOptions() {
-  const options = {};
+  const options = readOutputOptions(els.options);
   const [kind, value] = els.quality.value.split(":");
-  if (kind === "q") options.quality = Number(value);
-  if (kind === "b") options.bitrate_kbps = Number(value);
+  if (!els.quality.disabled && kind === "q") options.quality = Number(value);
+  if (!els.quality.disabled && kind === "b") options.bitrate_kbps = Number(value);
   const channels = new FormData(els.options).get("channels");
   if (channels) options.channels = Number(channels);
-  if (els.rate.value) options.sample_rate_hz = Number(els.rate.value);
+  if (!els.rate.disabled && els.rate.value) options.sample_rate_hz = Number(els.rate.value);
   return options;
 }
 
@@ -154,6 +156,9 @@ function restoreOptions() {
   const radio = els.options.querySelector(`input[name="channels"][value="${channels}"]`);
   if (radio) radio.checked = true;
   if ([...els.rate.options].some((o) => o.value === saved.rate)) els.rate.value = saved.rate;
+  const format = els.options.elements.format;
+  if ([...format.options].some((o) => o.value === saved.format)) format.value = saved.format;
+  applyFormat(els.options);
 }
 
 function rememberOptions() {
@@ -161,6 +166,7 @@ function rememberOptions() {
     quality: els.quality.value,
     channels: new FormData(els.options).get("channels") || "",
     rate: els.rate.value,
+    format: els.options.elements.format.value,
   });
 }
 
@@ -192,6 +198,12 @@ function removeRow(row) {
 // --------------------------------------------------------------------------- the flow
 
 function addFiles(files) {
+  const problem = trimProblem(els.options);
+  $('[data-role="trim-error"]').textContent = problem;
+  if (problem) {
+    els.options.elements.trim_end.focus();
+    return;
+  }
   const options = readOptions();
   // A batch goes on top of the list, in the order chosen, and uploads in that order.
   let previous = null;
@@ -448,9 +460,11 @@ function wireDragAndDrop() {
 
 function wire() {
   restoreOptions();
+  applyFormat(els.options);
   describeQuality();
   els.maxSize.textContent = formatLimit(state.maxBytes);
   els.options.addEventListener("change", () => {
+    applyFormat(els.options);
     rememberOptions();
     describeQuality();
   });

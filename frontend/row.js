@@ -7,6 +7,7 @@ import { downloadUrl } from "./api.js";
 import * as auth from "./auth.js";
 import { REFUSED } from "./checks.js";
 import { h, icon } from "./dom.js";
+import { EXTENSION } from "./options.js";
 import {
   describeOptions,
   formatBytes,
@@ -231,7 +232,8 @@ export class JobRow {
     if (this.resultFor === resultFor) return; // already built: keep playback going
     this.resultFor = resultFor;
     const jobId = this.job.id;
-    const name = `${stemOf(this.filename)}.mp3`;
+    const format = this.options.format || "mp3";
+    const name = `${stemOf(this.filename)}.${EXTENSION[format] || "mp3"}`;
     if (this.expired) {
       this.audioEl = this.linkEl = null;
       const note = h("p", { class: "job__expired", "data-role": "expired" });
@@ -278,10 +280,11 @@ export class JobRow {
         href: downloadUrl(jobId),
         download: name,
         "data-role": "download",
-        "aria-label": `Download ${name}`,
       },
       icon("download"),
-      "Download MP3",
+      // The visible words start the accessible name (WCAG 2.5.3): "Download MP3 holiday.mp3".
+      `Download ${format.toUpperCase()}`,
+      h("span", { class: "visually-hidden" }, ` ${name}`),
     );
     link.addEventListener("click", (event) => {
       if (link.dataset.fresh) {

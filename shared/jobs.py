@@ -175,6 +175,9 @@ def complete(
     bitrate_kbps: int | None,
     expires_at: datetime | None = None,
     token: str | None = None,
+    encoded: bool | None = None,
+    loudness_lufs: float | None = None,
+    true_peak_db: float | None = None,
 ) -> bool:
     """Record the MP3; ``expires_at``: when retention deletes it (shared/retention.py)."""
     now = utcnow()
@@ -192,6 +195,9 @@ def complete(
             output_bitrate_kbps=bitrate_kbps,
             output_expires_at=expires_at,
             output_expired_at=None,
+            output_encoded=encoded,
+            output_loudness_lufs=loudness_lufs,
+            output_true_peak_db=true_peak_db,
             error_code=None,
             error_message=None,
         )

@@ -14,11 +14,12 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from shared.options import JobOptions as JobOptions  # re-exported: part of the v1 schemas
 
 
 def utcnow() -> datetime:
@@ -44,41 +45,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed})
-
-
-# --------------------------------------------------------------------------- options
-
-
-class JobOptions(BaseModel):
-    """How to encode. Leave everything out for VBR quality 2 at the source's rate."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"bitrate_kbps": 192, "channels": 2}, {"quality": 2}]},
-    )
-
-    bitrate_kbps: int | None = Field(
-        default=None, ge=64, le=320, description="Constant bitrate in kbit/s (64..320)."
-    )
-    quality: int | None = Field(
-        default=None, ge=0, le=9, description="LAME VBR quality, 0 (best) .. 9 (smallest)."
-    )
-    sample_rate_hz: Literal[22050, 32000, 44100, 48000] | None = Field(
-        default=None, description="Output sample rate; default keeps 44.1/48 kHz as the source."
-    )
-    channels: Literal[1, 2] | None = Field(
-        default=None, description="1 = mono, 2 = stereo; default stereo (mono sources stay mono)."
-    )
-
-    @model_validator(mode="after")
-    def _bitrate_or_quality(self) -> JobOptions:
-        if self.bitrate_kbps is not None and self.quality is not None:
-            raise ValueError("give either bitrate_kbps (CBR) or quality (VBR), not both")
-        return self
-
-    @property
-    def is_default(self) -> bool:
-        return not self.model_dump(exclude_none=True)
 
 
 # --------------------------------------------------------------------------- tables
@@ -231,6 +197,9 @@ class Job(SQLModel, table=True):
     input_removed_at: datetime | None = SQLField(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    output_encoded: bool | None = None
+    output_loudness_lufs: float | None = None
+    output_true_peak_db: float | None = None
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
     # The request's `notify` as given (fields left out fall back to the account's settings);
@@ -435,6 +404,14 @@ class JobOutput(BaseModel):
         description="True once the MP3 is gone (its retention passed, or it was deleted): "
         "`GET /v1/jobs/{id}/download` then answers 410 `output_expired`.",
     )
+    format: str = Field(default="mp3", description="The output's format (see options.format).")
+    encoded: bool | None = Field(
+        default=None, description="false when the source's audio was copied as it was."
+    )
+    loudness_lufs: float | None = Field(
+        default=None, description="Integrated loudness of the output (EBU R128), LUFS."
+    )
+    true_peak_db: float | None = Field(default=None, description="True peak of the output, dBTP.")
 
 
 class JobPublic(BaseModel):
@@ -460,6 +437,10 @@ class JobPublic(BaseModel):
                 bitrate_kbps=job.output_bitrate_kbps,
                 expires_at=as_utc(job.output_expires_at),
                 expired=output_expired(job),
+                format=job.options.get("format") or "mp3",
+                encoded=job.output_encoded,
+                loudness_lufs=job.output_loudness_lufs,
+                true_peak_db=job.output_true_peak_db,
             )
         error = None
         if job.error_code is not None and job.status == JobStatus.failed:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -102,7 +103,12 @@ class CreatedJob:
 
 
 def request_hash(job_in: JobCreate) -> str:
-    return hashlib.sha256(job_in.model_dump_json(exclude_none=True).encode()).hexdigest()
+    """Options left at their defaults do not count: a request naming `"format": "mp3"`
+    is the same request as one leaving it out (and as one made before formats existed)."""
+    data = job_in.model_dump(mode="json", exclude_none=True)
+    data["options"] = job_in.options.model_dump(mode="json", exclude_defaults=True)
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def create_job(

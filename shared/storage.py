@@ -156,13 +156,22 @@ class Storage:
             key, content_type=content_type, size_bytes=size_bytes, expires_s=expires_s
         )
 
-    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
-        """A GET URL for browsers: public host, attachment named after the original file."""
+    def presign_download(
+        self,
+        key: str,
+        *,
+        filename: str,
+        expires_s: int,
+        extension: str = ".mp3",
+        content_type: str = "audio/mpeg",
+    ) -> str:
+        """A GET URL for browsers: public host, attachment named after the original file
+        with the output format's extension, served as that format's type."""
         return self._boto.presign_get(
             key,
             expires_s=expires_s,
-            content_disposition=content_disposition(download_name(filename)),
-            content_type="audio/mpeg",
+            content_disposition=content_disposition(download_name(filename, extension)),
+            content_type=content_type,
         )
 
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:

@@ -58,12 +58,21 @@ class FakeStorage:
         self.presigned_puts[url] = PresignedPut(key=key, headers=dict(headers))
         return url, headers
 
-    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
+    def presign_download(
+        self,
+        key: str,
+        *,
+        filename: str,
+        expires_s: int,
+        extension: str = ".mp3",
+        content_type: str = "audio/mpeg",
+    ) -> str:
         self._check()
+        name = download_name(filename, extension)
         query = urlencode(
             {
-                "response-content-disposition": content_disposition(download_name(filename)),
-                "response-content-type": "audio/mpeg",
+                "response-content-disposition": content_disposition(name),
+                "response-content-type": content_type,
                 "X-Amz-Expires": expires_s,
             }
         )

@@ -25,6 +25,7 @@ from sqlmodel import Session
 from shared import jobs
 from shared.errors import AppError, TransientTranscodeError
 from shared.models import TERMINAL_STATUSES, Job, JobOptions, utcnow
+from shared.options import format_info
 from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.retention import output_expires_at
 from worker import metrics, timing
@@ -159,14 +160,16 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
     token = job.dispatch_token
     started = time.monotonic()
     try:
+        options = JobOptions.model_validate(job.options)
+        extension = format_info(options.format).extension
         with metrics.JOBS_IN_PROGRESS.track_inprogress(), lease(ctx, job.id, token):
             result = convert(
                 job.id,
                 job.input_key,
-                JobOptions.model_validate(job.options),
+                options,
                 ctx,
                 token=token,
-                key=output_key(job.id, job.owner_id),
+                key=output_key(job.id, job.owner_id, extension),
             )
     except AppError as exc:
         failure = missing_input(exc, job.input_key, ctx.storage)
@@ -188,6 +191,9 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
             bitrate_kbps=result.bitrate_kbps,
             expires_at=output_expires_at(ctx.settings, utcnow()),
             token=token,
+            encoded=not result.stream_copy,
+            loudness_lufs=result.loudness.integrated_lufs if result.loudness else None,
+            true_peak_db=result.loudness.true_peak_db if result.loudness else None,
         )
     timing.mark("complete")
     if not owned:

@@ -38,6 +38,7 @@ from shared.models import (
     output_expired,
     utcnow,
 )
+from shared.options import format_info
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = structlog.get_logger("api.jobs")
@@ -58,7 +59,7 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=JobPublic,
     responses=error_responses(401, 404, 409, 410, 422, 429, 503),
-    summary="Convert an uploaded file to MP3",
+    summary="Convert an uploaded file (MP3 unless another format is asked)",
 )
 def create_job(
     body: JobCreate,
@@ -137,10 +138,10 @@ def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     status_code=307,
     response_class=RedirectResponse,
     responses={
-        307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
+        307: {"description": "Redirect to a short-lived presigned URL of the output file."},
         **error_responses(401, 404, 409, 410, 422),
     },
-    summary="Download the MP3",
+    summary="Download the output (MP3 unless another format was asked)",
 )
 def download(
     job_id: str,
@@ -149,9 +150,10 @@ def download(
     settings: SettingsDep,
     user: CurrentUserOrQueryToken,
 ) -> RedirectResponse:
-    """Redirects to the MP3, named after the original file (`<stem>.mp3`).
+    """Redirects to the output, named after the original file with the format's
+    extension (`<stem>.mp3`, `<stem>.m4a`, ...) and served with the format's Content-Type.
 
-    An MP3 is kept for `V2M_OUTPUT_RETENTION_DAYS` after its job completed (7 days
+    An output is kept for `V2M_OUTPUT_RETENTION_DAYS` after its job completed (7 days
     unless the deployment sets otherwise; the job's `output.expires_at` gives the date).
     Once it is gone, this answers 410 `output_expired`; the job stays listed.
     """
@@ -171,8 +173,13 @@ def download(
             "again to get a new one.",
             code="output_expired",
         )
+    info = format_info(job.options.get("format"))
     url = storage.presign_download(
-        job.output_key, filename=job.input_filename, expires_s=settings.download_url_expires_s
+        job.output_key,
+        filename=job.input_filename,
+        expires_s=settings.download_url_expires_s,
+        extension=info.extension,
+        content_type=info.content_type,
     )
     return RedirectResponse(url, status_code=307)
 

@@ -30,6 +30,7 @@ from tests.unit.conftest import add_upload, make_settings
 from worker import convert, ffmpeg, handlers
 from worker.context import JobContext
 from worker.convert import ConvertResult, output_key
+from worker.ffmpeg import loudness
 from worker.handlers import handle
 from worker.outcome import Action, Outcome
 
@@ -630,6 +631,7 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "fail": None,
         "fail_once": None,
         "probed": [],
+        "measured": [],
     }
 
     def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
@@ -655,8 +657,13 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise state["fail"]
         return ffmpeg.Transcoded(stderr_tail=[])
 
+    def measure(_bin: str, url: str, _workdir: Path, **_kw: Any) -> ffmpeg.Loudness:
+        state["measured"].append(url)
+        return ffmpeg.Loudness(integrated_lufs=-18.5, range_lu=4.0, true_peak_db=-2.25)
+
     monkeypatch.setattr(ffmpeg, "probe", probe)
     monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
+    monkeypatch.setattr(loudness, "measure", measure)
     return state
 
 
@@ -694,6 +701,9 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     assert fake_ffmpeg["probed"][0] == argv[argv.index("-i") + 1]  # ffprobe read it first
     assert load(engine, job_id).progress == 42
     assert leftovers(worker_settings) == []
+    # the output's loudness is measured from the local file, not the input
+    assert result.loudness == ffmpeg.Loudness(-18.5, 4.0, -2.25)
+    assert [Path(url).name for url in fake_ffmpeg["measured"]] == ["out.mp3"]
 
 
 def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
@@ -750,16 +760,54 @@ def test_convert_stream_copies_mp3_input_with_default_options(
     assert "copy" in argv
 
 
-def test_convert_converts_a_misnamed_mp3_when_the_copy_is_refused(
+def test_convert_encodes_when_ffmpeg_refuses_the_copy(
     ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
 ) -> None:
+    fake_ffmpeg["input"] = probe_result(codec="mp3")
     fake_ffmpeg["fail_once"] = ffmpeg.CopyNotPossible("The input's audio is not MP3.")
 
-    result = convert.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+    result = convert.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
 
     assert not result.stream_copy
     copied, converted = fake_ffmpeg["argv"]
     assert "copy" in copied and "libmp3lame" in converted
+
+
+def test_a_misnamed_mp3_is_encoded_without_trying_a_copy(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    # ffprobe says AAC, whatever the name says
+    result = convert.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+
+    assert not result.stream_copy
+    [argv] = fake_ffmpeg["argv"]
+    assert "libmp3lame" in argv and "copy" not in argv
+
+
+def test_an_input_shorter_than_the_trim_start_fails_trim_out_of_range(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    options = JobOptions.model_validate({"trim": {"start_s": 12}})  # the input is 10 s
+
+    with pytest.raises(MediaError) as error:
+        convert.convert(make_job(engine), "uploads/u/holiday.mov", options, ctx)
+
+    assert error.value.code == "trim_out_of_range"
+    assert not error.value.retryable
+    assert fake_ffmpeg["argv"] == []
+
+
+def test_output_of_another_format_is_stored_under_its_extension_and_type(
+    ctx: JobContext, engine: Engine, storage: FakeStorage, fake_ffmpeg: dict[str, Any]
+) -> None:
+    job_id = make_job(engine)
+
+    result = convert.convert(job_id, "uploads/u/holiday.mov", JobOptions(format="flac"), ctx)
+
+    assert result.key == f"outputs/{job_id}.flac"
+    assert storage.objects[result.key].content_type == "audio/flac"
+    [argv] = fake_ffmpeg["argv"]
+    assert argv[-1].endswith("out.flac") and "flac" == argv[argv.index("-f") + 1]
 
 
 def test_convert_refuses_when_storage_is_down(
