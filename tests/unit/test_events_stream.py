@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -52,7 +53,10 @@ def follow(app: FastAPI, path: str, **kwargs: Any) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
             return await api.get(path, **kwargs)
 
-    return asyncio.run(asyncio.wait_for(run(), timeout=60))
+    # A loop of its own in a thread of its own: the test may run where another test's
+    # event loop is still set on the main thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(run(), timeout=60)).result()
 
 
 def closing_event(response: httpx.Response) -> str:

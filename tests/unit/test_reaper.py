@@ -19,8 +19,10 @@ from tests.fakes import FakePublisher, FakeStorage
 from tests.unit.conftest import add_upload, make_settings
 from worker.reaper import Reaper
 
-LONG_AGO = datetime.now(UTC) - timedelta(hours=2)
-A_MINUTE_AGO = datetime.now(UTC) - timedelta(minutes=1)
+
+def ago(**delta: float) -> datetime:
+    """A moment before now, taken when the test runs (not when the module is imported)."""
+    return datetime.now(UTC) - timedelta(**delta)
 
 
 def make_reaper(engine: Engine, storage: FakeStorage, publisher: FakePublisher) -> Reaper:
@@ -60,9 +62,13 @@ def test_processing_job_with_a_lapsed_lease_is_put_back_with_a_new_token(
     engine: Engine, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
     stale = add_job(
-        engine, "u1", status=JobStatus.processing, updated_at=LONG_AGO, published_at=LONG_AGO
+        engine,
+        "u1",
+        status=JobStatus.processing,
+        updated_at=ago(hours=2),
+        published_at=ago(hours=2),
     )
-    fresh = add_job(engine, "u2", status=JobStatus.processing, published_at=LONG_AGO)
+    fresh = add_job(engine, "u2", status=JobStatus.processing, published_at=ago(hours=2))
 
     counts = make_reaper(engine, storage, publisher).run_once()
 
@@ -77,8 +83,8 @@ def test_processing_job_with_a_lapsed_lease_is_put_back_with_a_new_token(
 def test_queued_job_never_published_is_published(
     engine: Engine, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
-    orphan = add_job(engine, "u1", updated_at=LONG_AGO)  # published_at stays NULL
-    published = add_job(engine, "u2", updated_at=A_MINUTE_AGO, published_at=A_MINUTE_AGO)
+    orphan = add_job(engine, "u1", updated_at=ago(hours=2))  # published_at stays NULL
+    published = add_job(engine, "u2", updated_at=ago(minutes=1), published_at=ago(minutes=1))
     just_created = add_job(engine, "u3")
 
     counts = make_reaper(engine, storage, publisher).run_once()
@@ -95,9 +101,11 @@ def test_queued_job_whose_message_was_lost_is_published_again_under_its_token(
 ) -> None:
     # Given a job published two hours ago and never claimed (its message dead-lettered
     # while the database was down), one waiting a minute, one back in the queue for a retry
-    lost = add_job(engine, "u1", updated_at=LONG_AGO, published_at=LONG_AGO)
-    waiting = add_job(engine, "u2", updated_at=A_MINUTE_AGO, published_at=A_MINUTE_AGO)
-    retrying = add_job(engine, "u3", updated_at=A_MINUTE_AGO, published_at=LONG_AGO, attempts=1)
+    lost = add_job(engine, "u1", updated_at=ago(hours=2), published_at=ago(hours=2))
+    waiting = add_job(engine, "u2", updated_at=ago(minutes=1), published_at=ago(minutes=1))
+    retrying = add_job(
+        engine, "u3", updated_at=ago(minutes=1), published_at=ago(hours=2), attempts=1
+    )
     reaper = make_reaper(engine, storage, publisher)
 
     counts = reaper.run_once()
@@ -109,7 +117,7 @@ def test_queued_job_whose_message_was_lost_is_published_again_under_its_token(
     after = read(engine, lost.id)
     assert after.status == JobStatus.queued and after.dispatch_token == lost.dispatch_token
     published_at = as_utc(after.published_at)
-    assert published_at is not None and published_at > A_MINUTE_AGO
+    assert published_at is not None and published_at > ago(minutes=1)
     for job in (waiting, retrying):
         assert as_utc(read(engine, job.id).published_at) == as_utc(job.published_at)
     # And the next pass leaves it alone: it was just published
@@ -122,7 +130,7 @@ def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
 ) -> None:
     # Given a job whose every run dies with its worker: each delivery starts an attempt,
     # then the lease lapses
-    job = add_job(engine, "u1", published_at=LONG_AGO)
+    job = add_job(engine, "u1", published_at=ago(hours=2))
     reaper = make_reaper(engine, storage, publisher)
     limit = delivery_limit(reaper.settings)
     for _ in range(3 * limit):  # far more passes than it may take
@@ -131,7 +139,7 @@ def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
             break
         with Session(engine) as session:
             assert jobs.start_attempt(session=session, job_id=job.id, token=current.dispatch_token)
-            session.execute(update(Job).where(Job.id == job.id).values(updated_at=LONG_AGO))  # type: ignore[arg-type]
+            session.execute(update(Job).where(Job.id == job.id).values(updated_at=ago(hours=2)))  # type: ignore[arg-type]
             session.commit()
         # When the reaper finds its lease lapsed
         reaper.run_once()
@@ -148,7 +156,7 @@ def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
 def test_failed_publish_leaves_the_job_for_the_next_pass(
     engine: Engine, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
-    orphan = add_job(engine, "u1", updated_at=LONG_AGO)
+    orphan = add_job(engine, "u1", updated_at=ago(hours=2))
     publisher.fail = True
     reaper = make_reaper(engine, storage, publisher)
     with pytest.raises(QueueError):
@@ -156,7 +164,7 @@ def test_failed_publish_leaves_the_job_for_the_next_pass(
     assert read(engine, orphan.id).published_at is None
     publisher.fail = False
     with Session(engine) as session:
-        session.execute(update(Job).where(Job.id == orphan.id).values(updated_at=LONG_AGO))  # type: ignore[arg-type]
+        session.execute(update(Job).where(Job.id == orphan.id).values(updated_at=ago(hours=2)))  # type: ignore[arg-type]
         session.commit()
     reaper.run_once()
     assert publisher.job_ids == [orphan.id]
@@ -175,9 +183,9 @@ def test_expired_unused_uploads_are_deleted_but_used_ones_kept(
             filename="a.mp4",
             content_type="video/mp4",
             size_bytes=3,
-            expires_at=LONG_AGO,
+            expires_at=ago(hours=2),
         )
-        session.execute(update(Upload).where(Upload.id == "used").values(expires_at=LONG_AGO))  # type: ignore[arg-type]
+        session.execute(update(Upload).where(Upload.id == "used").values(expires_at=ago(hours=2)))  # type: ignore[arg-type]
         session.commit()
     storage.put("uploads/idle/a.mp4", b"abc")
     storage.put("uploads/used/a.mp4", b"0123456789")
@@ -201,7 +209,11 @@ def test_message_with_an_old_token_is_acked_without_running(
     from worker.outcome import Action
 
     job = add_job(
-        engine, "u1", status=JobStatus.processing, updated_at=LONG_AGO, published_at=LONG_AGO
+        engine,
+        "u1",
+        status=JobStatus.processing,
+        updated_at=ago(hours=2),
+        published_at=ago(hours=2),
     )
     make_reaper(engine, storage, publisher).run_once()
     ctx = JobContext(settings=make_settings(), engine=engine, storage=cast(Storage, storage))
