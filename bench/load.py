@@ -112,25 +112,17 @@ def judge(stats: list[RequestStats], users: int, seconds: int) -> list[Figure]:
     ]
 
 
-def locust(services: Services, cfg: Config, results: Results, workdir: Path) -> None:
-    users, seconds = cfg.locust_users, cfg.locust_seconds
-    print(f"- Locust: {users} users for {seconds} s, {WORKERS} workers converting", flush=True)
-    services.stop_workers()
-    workers = services.start_workers(WORKERS)
+def _run(
+    services: Services, workdir: Path, name: str, users: int, seconds: int
+) -> tuple[Path, float]:
+    """One headless Locust run against the stack, py-spy on the API if ``name`` says
+    "profiled"; once it exited, its CSV prefix and the CPU seconds Locust used."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     key = services.http.headers.get("Authorization", "").removeprefix("Bearer ")
     if key:
         env["V2M_API_KEY"] = key
-    prefix = workdir / "locust"
-    api, s3, broker = services.api.popen.pid, services.s3_pid, measure.broker_pid()
-    before = {
-        "api": measure.cpu_s(api),
-        "s3": measure.cpu_s(s3),
-        "rabbitmq": measure.cpu_s(broker or 0),
-        "workers": sum(measure.cpu_s(w.popen.pid) for w in workers),
-        "ffmpeg": sum(measure.cpu_s(w.popen.pid, children=True) for w in workers),
-    }
-    with (workdir / "locust.log").open("wb") as log:
+    prefix = workdir / name
+    with (workdir / f"{name}.log").open("wb") as log:
         run = subprocess.Popen(
             [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless"]
             + ["--host", services.stack.api_url, "--users", str(users)]
@@ -142,30 +134,52 @@ def locust(services: Services, cfg: Config, results: Results, workdir: Path) -> 
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        spy = profile.attach(api, seconds, workdir / "pyspy-api.txt")
+        spy = None
+        if name.endswith("profiled"):
+            spy = profile.attach(services.api.popen.pid, seconds, workdir / f"{name}.pyspy")
         locust_cpu = _reap(run, seconds + 180)
-        spy_cpu = _reap(spy, 60)
-    results.load_cpu_s = {
-        "api": measure.cpu_s(api) - before["api"],
-        "s3": measure.cpu_s(s3) - before["s3"],
-        "rabbitmq": measure.cpu_s(broker or 0) - before["rabbitmq"],
-        "workers": sum(measure.cpu_s(w.popen.pid) for w in workers) - before["workers"],
-        "ffmpeg": sum(measure.cpu_s(w.popen.pid, children=True) for w in workers)
-        - before["ffmpeg"],
-        "locust": locust_cpu,
-        "py-spy": spy_cpu,
-    }
+        if spy is not None:
+            _reap(spy, 60)
     if run.returncode not in (0, 1):  # 1: the run had failures, which the figures report
-        tail = (workdir / "locust.log").read_text()[-3000:]
+        tail = (workdir / f"{name}.log").read_text()[-3000:]
         raise RuntimeError(f"locust exited {run.returncode}: {tail}")
+    return prefix, locust_cpu
+
+
+def locust(services: Services, cfg: Config, results: Results, workdir: Path) -> None:
+    """The measured run, then (if configured) a shorter one with py-spy on the API: py-spy
+    takes about as much CPU as the API itself, so it never runs during the measured one."""
+    users, seconds = cfg.locust_users, cfg.locust_seconds
+    print(f"- Locust: {users} users for {seconds} s, {WORKERS} workers converting", flush=True)
+    services.stop_workers()
+    workers = services.start_workers(WORKERS)
+    pids = {
+        "api": services.api.popen.pid,
+        "s3": services.s3_pid,
+        "rabbitmq": measure.broker_pid() or 0,
+    }
+
+    def cpu() -> dict[str, float]:
+        return {
+            **{name: measure.cpu_s(pid) for name, pid in pids.items()},
+            "workers": sum(measure.cpu_s(w.popen.pid) for w in workers),
+            "ffmpeg and ffprobe": sum(measure.cpu_s(w.popen.pid, children=True) for w in workers),
+        }
+
+    before = cpu()
+    prefix, locust_cpu = _run(services, workdir, "locust", users, seconds)
+    results.load_cpu_s = {name: used - before[name] for name, used in cpu().items()}
+    results.load_cpu_s["locust"] = locust_cpu
     stats = read_stats(Path(f"{prefix}_stats.csv"))
     results.load = [{**asdict(s), "judged": s.judged} for s in stats]
-    if (workdir / "pyspy-api.txt").exists():
-        results.profiles[f"the API under Locust ({users} users)"] = profile.summarise_profile(
-            workdir / "pyspy-api.txt"
-        )
     for figure in judge(stats, users, seconds):
         results.add(figure)
+    if cfg.profile_seconds:
+        _run(services, workdir, "locust-profiled", users, cfg.profile_seconds)
+        out = workdir / "locust-profiled.pyspy"
+        if out.exists():
+            title = f"the API under Locust ({users} users, {cfg.profile_seconds} s run of its own)"
+            results.profiles[title] = profile.summarise_profile(out)
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout: float) -> float:

@@ -11,8 +11,8 @@ RATE_HZ = 100
 
 
 def attach(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling ``pid`` for ``seconds`` without pausing it (``--nonblocking``), so the
-    latencies measured meanwhile pay only for py-spy's own CPU, not for stopped threads."""
+    """py-spy sampling ``pid`` for ``seconds`` without pausing it (``--nonblocking``): the
+    process keeps serving between samples, though py-spy's own CPU competes with it."""
     return subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--pid", str(pid), "--nonblocking"]
         + ["--rate", str(RATE_HZ), "--duration", str(seconds), "--format", "raw", "-o", str(out)],

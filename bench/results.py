@@ -63,7 +63,8 @@ class Config:
     mp3_s: int
     locust_users: int
     locust_seconds: int
+    profile_seconds: int  # a Locust run of its own with py-spy on the API; 0: none
 
 
-QUICK = Config("quick", {10: 3, 60: 2}, None, 16, (1, 2), 200_000_000, 300, 50, 20)
-FULL = Config("full", {10: 7, 60: 5, 600: 3}, 3600, 40, (1, 2, 4), 1_000_000_000, 1800, 50, 60)
+QUICK = Config("quick", {10: 3, 60: 2}, None, 16, (1, 2), 200_000_000, 300, 50, 20, 0)
+FULL = Config("full", {10: 7, 60: 5, 600: 3}, 3600, 40, (1, 2, 4), 1_000_000_000, 1800, 50, 60, 20)
