@@ -11,13 +11,16 @@ acts as the local development user.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
 
 from api.deps import SessionDep, SettingsDep
 from shared import users
+from shared.config import Settings
 from shared.errors import AuthError
 from shared.models import User
 from shared.security import looks_like_api_key, read_token
@@ -34,8 +37,8 @@ def _user_of(
     token: str | None, session: SessionDep, settings: SettingsDep, *, allow_api_key: bool = True
 ) -> User:
     if not token:
-        if not settings.auth_required:
-            return users.ensure_dev_user(session=session, settings=settings)
+        if not settings.auth_required:  # the local user (its password is set at start-up)
+            return users.get_or_create_user(session=session, email=settings.dev_user_email)
         raise AuthError(
             "Authentication is required: send an API key or a token as 'Authorization: Bearer …'."
         )
@@ -54,7 +57,21 @@ def get_current_user(
     return _user_of(credentials.credentials if credentials else None, session, settings)
 
 
-def get_current_user_or_query_token(
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling and with what, for a response that outlives one check (the events
+    stream checks the same credential again while it runs)."""
+
+    user: User
+    token: str | None  # None: the local user of an unauthenticated laptop
+    in_url: bool
+
+    def recheck(self, session: Session, settings: Settings) -> User:
+        """The credential's user again; AuthError once it has expired or been revoked."""
+        return _user_of(self.token, session, settings, allow_api_key=not self.in_url)
+
+
+def get_caller_or_query_token(
     credentials: BearerCredentials,
     session: SessionDep,
     settings: SettingsDep,
@@ -65,12 +82,19 @@ def get_current_user_or_query_token(
             description="An access JWT, for clients that cannot set headers (EventSource, <audio>).",
         ),
     ] = None,
+) -> Caller:
+    """The header's credential, else an `access_token` query parameter (never an API key)."""
+    token, in_url = (credentials.credentials, False) if credentials else (access_token, True)
+    return Caller(_user_of(token, session, settings, allow_api_key=not in_url), token, in_url)
+
+
+def get_current_user_or_query_token(
+    caller: Annotated[Caller, Depends(get_caller_or_query_token)],
 ) -> User:
     """The user the header names, else the one an `access_token` query parameter names."""
-    if credentials is not None:
-        return _user_of(credentials.credentials, session, settings)
-    return _user_of(access_token, session, settings, allow_api_key=False)
+    return caller.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentUserOrQueryToken = Annotated[User, Depends(get_current_user_or_query_token)]
+CallerOrQueryToken = Annotated[Caller, Depends(get_caller_or_query_token)]

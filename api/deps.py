@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings, engine, DB session, storage and publisher.
+"""FastAPI dependencies: settings, engine, DB session, storage, publisher, password hashing.
 
 The adapters are built once by the lifespan and kept on app.state; routes reach them only
 through these dependencies, so `app.dependency_overrides` replaces them everywhere. The
@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from api.hashing import PasswordHashing
 from shared.config import Settings
 from shared.queue import Publisher
 from shared.storage import Storage
@@ -44,6 +45,11 @@ async def get_publisher(request: Request) -> Publisher:
     return publisher
 
 
+async def get_password_hashing(request: Request) -> PasswordHashing:
+    hashing: PasswordHashing = request.app.state.password_hashing
+    return hashing
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 # Closed when the endpoint returns, before the response is sent: a streamed response
@@ -51,3 +57,4 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+PasswordHashingDep = Annotated[PasswordHashing, Depends(get_password_hashing)]

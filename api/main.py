@@ -16,10 +16,13 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
+from api.body_limit import BodyLimitMiddleware
 from api.errors import register_error_handlers
+from api.hashing import PasswordHashing
 from api.metrics import MetricsApp, RequestMetricsMiddleware
 from api.routes import auth, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
+from api.streams import StreamSlots
 from shared import users
 from shared.config import Settings, get_settings
 from shared.db import make_engine
@@ -56,9 +59,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         storage = Storage(settings)
         publisher = Publisher(settings)
         app.state.engine, app.state.storage, app.state.publisher = engine, storage, publisher
+        app.state.password_hashing = hashing = PasswordHashing(
+            concurrency=settings.login_hash_concurrency, wait_s=settings.login_hash_wait_s
+        )
         log.info("api_started", database=engine.url.get_backend_name(), bucket=settings.s3_bucket)
         yield
         await run_in_threadpool(publisher.close_quietly)
+        hashing.close()
         engine.dispose()
 
     app = FastAPI(
@@ -70,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[{"name": tag} for tag in ("health", "auth", "uploads", "jobs")],
     )
     app.state.settings = settings
+    app.state.event_streams = StreamSlots(settings.events_streams_per_user)
     register_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -79,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             allow_credentials=False,  # bearer tokens, never cookies: no credentialed CORS
         )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     for module in (health, jobs, uploads, auth):

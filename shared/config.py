@@ -12,6 +12,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GiB = 1024**3
+API_KEY_PREFIX = "v2m_"
+DEV_API_KEY_MIN_SECRET = 32
 _PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "minioadmin", "testing"}
 
 
@@ -44,7 +46,9 @@ class Settings(BaseSettings):
     s3_secret_key: str = "testing"
     s3_region: str = "us-east-1"
     s3_create_bucket: bool = True
-    s3_cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    # Origins the bucket's CORS lets PUT and GET (the page's). Unset, it follows
+    # `cors_origins`, else `*` outside production; production refuses `*`.
+    s3_cors_origins: list[str] = Field(default_factory=list)
 
     # Limits
     max_upload_bytes: int = 2 * GiB
@@ -60,6 +64,8 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = 900
     refresh_token_ttl_s: int = 7 * 24 * 3600
     dev_user_email: str = "dev@localhost"
+    # `make run`'s local user (never in production): an API key of the `v2m_` form
+    # with at least DEV_API_KEY_MIN_SECRET characters after the prefix, and a password.
     dev_api_key: str | None = None
     dev_password: str | None = None
     # The first account of a deployment: created at start-up (shared/bootstrap.py) when
@@ -67,8 +73,18 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: SecretStr | None = None
     # Default per-user limits (a user row may override each).
-    login_failures_allowed: int = 10  # per email per login_failure_window_s
-    login_failure_window_s: int = 900
+    # Failed sign-ins: past `login_failures_allowed` failures for one email within the
+    # window, each further try waits `login_backoff_base_s` doubled per failure, at most
+    # `login_backoff_max_s`; one client address gets `login_failures_per_ip` failures per
+    # window. A process hashes at most `login_hash_concurrency` passwords at once and a
+    # login waits up to `login_hash_wait_s` for a turn, else 503 (docs/SECURITY.md).
+    login_failures_allowed: int = Field(default=5, ge=1)
+    login_failure_window_s: int = Field(default=900, ge=1)
+    login_backoff_base_s: float = Field(default=2.0, gt=0)
+    login_backoff_max_s: float = Field(default=60.0, gt=0)
+    login_failures_per_ip: int = Field(default=100, ge=1)
+    login_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    login_hash_wait_s: float = Field(default=2.0, ge=0)
     uploads_per_minute: int = 60
     max_active_jobs: int = 20
     bytes_per_day: int = 200 * GiB
@@ -76,7 +92,14 @@ class Settings(BaseSettings):
     # API
     cors_origins: list[str] = Field(default_factory=list)
     frontend_dir: str = "frontend"
-    events_poll_interval_s: float = 0.5
+    # The events stream reads its job every poll interval, re-checks its credential
+    # every recheck interval (a revoked key or an expired token ends it), and a user may
+    # hold `events_streams_per_user` streams at once per API process.
+    events_poll_interval_s: float = Field(default=1.0, gt=0)
+    events_credential_recheck_s: float = Field(default=30.0, ge=0)
+    events_streams_per_user: int = Field(default=5, ge=1)
+    # The largest request body the API reads (JSON bodies are small; files go to storage).
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # Worker
     worker_concurrency: int = Field(default=1, ge=1, le=64)
@@ -117,9 +140,47 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @model_validator(mode="after")
+    def _check_dev_api_key(self) -> Settings:
+        key = self.dev_api_key
+        if key is not None and (
+            not key.startswith(API_KEY_PREFIX)
+            or len(key) - len(API_KEY_PREFIX) < DEV_API_KEY_MIN_SECRET
+        ):
+            raise ValueError(
+                f"V2M_DEV_API_KEY must start with '{API_KEY_PREFIX}' and have at least "
+                f"{DEV_API_KEY_MIN_SECRET} characters after it (API keys are recognised by "
+                "that prefix); unset it to have one generated"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _default_bucket_cors(self) -> Settings:
+        # Unset: the bucket admits the page's origins. Set to [] on purpose: the storage
+        # server manages CORS itself (rclone, MinIO) and the bucket's rules are left alone.
+        if "s3_cors_origins" not in self.model_fields_set:
+            self.s3_cors_origins = list(self.cors_origins) or (
+                [] if self.environment == "production" else ["*"]
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment != "production":
             return self
+        if self.dev_api_key is not None or self.dev_password is not None:
+            raise ValueError(
+                "V2M_DEV_API_KEY and V2M_DEV_PASSWORD are for local runs; unset them in "
+                "production (create accounts with V2M_BOOTSTRAP_ADMIN_* or api.admin)"
+            )
+        for name, origins in (
+            ("V2M_CORS_ORIGINS", self.cors_origins),
+            ("V2M_S3_CORS_ORIGINS", self.s3_cors_origins),
+        ):
+            if "*" in origins:
+                raise ValueError(
+                    f"{name} cannot contain '*' in production; list the page's origin "
+                    '(e.g. ["https://video2mp3.example.com"])'
+                )
         if self.s3_secret_key in _PLACEHOLDER_SECRETS:
             raise ValueError("V2M_S3_SECRET_KEY is a placeholder; set a real secret in production")
         if "change-me" in self.jwt_secret.lower() or len(self.jwt_secret) < 32:

@@ -9,6 +9,7 @@
     ├── UnsupportedTypeError      an upload of a type that is not audio or video (415)
     ├── AuthError                 no, wrong, expired or revoked credentials (401)
     ├── RateLimitError            a per-user limit was reached (429, with Retry-After)
+    │   └── BusyError             the process is at a capacity bound (503, with Retry-After)
     ├── StorageError              object storage unreachable or failing (retryable)
     ├── QueueError                RabbitMQ unreachable or refusing a publish (retryable)
     └── TranscodeError            ffprobe/ffmpeg could not produce the MP3
@@ -78,9 +79,17 @@ class RateLimitError(AppError):
     code = "rate_limited"
     status_code = 429
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class BusyError(RateLimitError):
+    """Not the caller's limit but the process's: come back shortly (e.g. password hashing
+    has all its slots taken)."""
+
+    code = "server_busy"
+    status_code = 503
 
 
 class StorageError(AppError):

@@ -23,7 +23,7 @@ ACTIVE = (JobStatus.queued, JobStatus.processing)
 
 def get_job(*, session: Session, job_id: str, owner_id: str | None = None) -> Job:
     """The job; another owner's job is reported exactly like a missing one (no leak)."""
-    job = session.get(Job, job_id)
+    job = None if "\x00" in job_id else session.get(Job, job_id)  # NUL: no such id
     if job is None or (owner_id is not None and job.owner_id != owner_id):
         raise NotFoundError("No job has that id.", code="job_not_found")
     return job

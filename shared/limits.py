@@ -2,8 +2,9 @@
 
 - uploads per minute (a sliding window over the user's uploads, counted in 1 s buckets),
 - bytes per day (the sizes of the user's uploads in the last 24 hours, in 60 s buckets),
-- jobs queued or processing at once,
-- failed sign-ins per email within a window.
+- jobs queued or processing at once.
+
+Failed sign-ins are counted in `shared/logins.py`.
 
 Uploads are counted in a tally (`UploadTally`) rather than from the upload rows, because
 unused uploads are deleted once their URL expires and must still count for the day. The
@@ -25,11 +26,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from shared import users
 from shared.config import Settings
 from shared.errors import RateLimitError
 from shared.jobs import ACTIVE
-from shared.models import Job, UploadTally, User, utcnow
+from shared.models import Job, UploadTally, User
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
@@ -177,17 +177,4 @@ def check_job(*, session: Session, user: User, settings: Settings) -> None:
         raise RateLimitError(
             f"You already have {limit} jobs queued or converting; wait for some to finish.",
             retry_after_s=5,
-        )
-
-
-def check_login(*, session: Session, email: str, settings: Settings) -> None:
-    """Raise RateLimitError while an email has too many recent failed sign-ins."""
-    window = timedelta(seconds=settings.login_failure_window_s)
-    now = utcnow()
-    failures, oldest = users.login_failures_since(session=session, email=email, since=now - window)
-    if failures >= settings.login_failures_allowed:
-        wait = (oldest + window - now).total_seconds() if oldest else window.total_seconds()
-        raise RateLimitError(
-            "Too many failed sign-ins for this account; try again later.",
-            retry_after_s=math.ceil(wait),
         )

@@ -26,6 +26,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_s, job_id = json.loads(raw)
+        if "\x00" in str(job_id):
+            raise ValueError("NUL in a job id")
         return datetime.fromisoformat(created_s), str(job_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise InvalidRequestError(

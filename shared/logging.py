@@ -32,15 +32,18 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    # Tracebacks as data, without the frames' local variables: those can hold a password,
-    # a key or a presigned URL.
+    # Tracebacks without the frames' local variables, as data (JSON) or drawn by rich
+    # (console): locals can hold a password, a key or a presigned URL.
     tracebacks = structlog.processors.ExceptionRenderer(
         structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
     )
     renderer: structlog.typing.Processor
     if use_console:
         colors = sys.stdout.isatty() or bool(os.environ.get("FORCE_COLOR"))
-        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors,
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
         processors: list[structlog.typing.Processor] = [*shared_processors, renderer]
     else:
         renderer = structlog.processors.JSONRenderer()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -115,13 +122,19 @@ class ApiKey(SQLModel, table=True):
 
 
 class LoginFailure(SQLModel, table=True):
-    """A failed login, kept to slow password guessing (per email, across API processes)."""
+    """A login attempt that has not succeeded (yet), kept to slow password guessing per
+    email and per client address, across API processes (`shared/logins.py`)."""
 
     __tablename__ = "login_failure"
-    __table_args__ = (Index("ix_login_failure_email_at", "email", "at"),)
+    __table_args__ = (
+        Index("ix_login_failure_email_at", "email", "at"),
+        Index("ix_login_failure_client_ip_at", "client_ip", "at"),
+        Index("ix_login_failure_at", "at"),
+    )
 
     id: int | None = SQLField(default=None, primary_key=True)
     email: str = SQLField(max_length=320)
+    client_ip: str | None = SQLField(default=None, max_length=64)
     at: datetime = SQLField(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -210,6 +223,17 @@ class Job(SQLModel, table=True):
 # --------------------------------------------------------------------------- API schemas
 
 
+def _refuse_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no email, file name or id needs one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+"""A string a client sends that is stored or looked up: 422 if it holds a NUL."""
+
+
 class ErrorInfo(BaseModel):
     code: str = Field(description="Machine-readable snake_case code.")
     message: str = Field(description="A sentence a person understands.")
@@ -237,10 +261,10 @@ class UploadCreate(BaseModel):
         },
     )
 
-    filename: str = Field(
+    filename: Text = Field(
         min_length=1, max_length=1024, description="The file's name on the user's disk."
     )
-    content_type: str = Field(
+    content_type: Text = Field(
         min_length=1, max_length=255, description="video/*, audio/* or application/octet-stream."
     )
     size_bytes: int = Field(ge=0, description="Exact size of the file the client will PUT.")
@@ -270,7 +294,7 @@ class JobCreate(BaseModel):
         },
     )
 
-    upload_id: str = Field(min_length=1, max_length=64)
+    upload_id: Text = Field(min_length=1, max_length=64)
     options: JobOptions = Field(default_factory=JobOptions)
 
 
@@ -345,7 +369,7 @@ class LoginRequest(BaseModel):
         },
     )
 
-    email: str = Field(min_length=3, max_length=320)
+    email: Text = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
 
 

@@ -17,14 +17,20 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from shared.config import API_KEY_PREFIX
 from shared.errors import AuthError
 from shared.models import utcnow
 
-API_KEY_PREFIX = "v2m_"
 JWT_ALGORITHM = "HS256"
 TokenKind = Literal["access", "refresh"]
 
-_hasher = PasswordHasher()
+# argon2id at OWASP's first recommended setting (19 MiB, 2 passes, 1 lane) rather than
+# argon2-cffi's default (64 MiB, 3 passes, 4 lanes): an API process hashes at most
+# V2M_LOGIN_HASH_CONCURRENCY passwords at once, and that many hashes must fit in the
+# container's memory beside the process itself (docs/SECURITY.md). Hashes made with
+# other parameters still verify (a hash carries its parameters) and are replaced on the
+# next successful login (`password_needs_rehash`).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_password(password: str) -> str:
@@ -39,6 +45,14 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def password_needs_rehash(password_hash: str) -> bool:
+    """Whether a hash was made with other parameters than the current ones."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
 
 
 def generate_api_key() -> str:

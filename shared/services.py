@@ -2,7 +2,8 @@
 
 - `create_upload`: check the request against the limits and record the upload, in one
   write transaction, and hand back a presigned PUT URL.
-- `create_job`: an idempotent job for an upload whose bytes arrived, sent to the queue
+- `create_job`: an idempotent job for an upload whose bytes arrived (the active-jobs
+  limit checked and the job inserted holding the owner's row), sent to the queue
   with `shared.dispatch.dispatch` (the reaper and the dead-letter tool send work the same
   way).
 """
@@ -130,16 +131,20 @@ def create_job(
             "That upload already has a job; upload the file again to convert it again.",
             code="upload_already_used",
         )
-    limits.check_job(session=session, user=user, settings=settings)
     _check_upload_arrived(storage, upload)
     try:
-        job = jobs.insert_job(
-            session=session,
-            upload=upload,
-            options=job_in.options.model_dump(exclude_none=True),
-            idempotency_key=idempotency_key,
-            request_hash=digest,
-        )
+        # The active-jobs limit is checked and the job inserted while the owner's row is
+        # held, as for uploads: two API processes cannot both let the last job in.
+        with write_transaction(session):
+            limits.lock_owner(session=session, owner_id=user.id)
+            limits.check_job(session=session, user=user, settings=settings)
+            job = jobs.insert_job(
+                session=session,
+                upload=upload,
+                options=job_in.options.model_dump(exclude_none=True),
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
     except ConflictError:
         if idempotency_key:  # a concurrent request with the same key won the race
             replay = _replay(session, user, idempotency_key, digest)

@@ -74,6 +74,10 @@ class BotoS3:
                 "Key": key,
                 "ResponseContentDisposition": content_disposition,
                 "ResponseContentType": content_type,
+                # Some S3 servers (rclone's among them) answer a ranged GET with 200 and
+                # the range's bytes; a browser that cached that for the page's player
+                # would hand the same partial body to the download link.
+                "ResponseCacheControl": "no-store",
             },
             expires_s,
         )

@@ -29,7 +29,7 @@ def human_bytes(n: int) -> str:
 
 def get_upload(*, session: Session, upload_id: str, owner_id: str | None = None) -> Upload:
     """The upload; another owner's upload is reported exactly like a missing one."""
-    upload = session.get(Upload, upload_id)
+    upload = None if "\x00" in upload_id else session.get(Upload, upload_id)
     if upload is None or (owner_id is not None and upload.owner_id != owner_id):
         raise NotFoundError("No upload has that id.", code="upload_not_found")
     return upload

@@ -6,16 +6,16 @@ account stops working at once in every API process.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.config import Settings
 from shared.errors import AuthError, ConflictError, NotFoundError
-from shared.models import ApiKey, LoginFailure, User, as_utc, utcnow
-from shared.security import generate_api_key, hash_api_key, hash_password
+from shared.models import ApiKey, User, as_utc, utcnow
+from shared.security import generate_api_key, hash_api_key, hash_password, verify_password
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -36,6 +36,12 @@ def create_user(*, session: Session, email: str, password: str | None = None) ->
         session.rollback()
         raise ConflictError("A user with that email exists.", code="user_exists") from exc
     return user
+
+
+def set_password_hash(*, session: Session, user: User, password_hash: str) -> None:
+    user.password_hash = password_hash
+    session.add(user)
+    session.commit()
 
 
 def get_user_by_email(*, session: Session, email: str) -> User | None:
@@ -102,22 +108,6 @@ def authenticate_api_key(*, session: Session, key: str) -> User:
     return user
 
 
-def record_login_failure(*, session: Session, email: str) -> None:
-    session.add(LoginFailure(email=normalise_email(email)))
-    session.commit()
-
-
-def login_failures_since(
-    *, session: Session, email: str, since: datetime
-) -> tuple[int, datetime | None]:
-    row = session.exec(
-        select(func.count(), func.min(LoginFailure.at)).where(
-            LoginFailure.email == normalise_email(email), col(LoginFailure.at) > since
-        )
-    ).one()
-    return int(row[0]), as_utc(row[1])
-
-
 def active_user(*, session: Session, user_id: str) -> User:
     user = session.get(User, user_id)
     if user is None or not user.is_active:
@@ -125,17 +115,29 @@ def active_user(*, session: Session, user_id: str) -> User:
     return user
 
 
+def get_or_create_user(*, session: Session, email: str) -> User:
+    """The user with this email, created without a password if there is none; a
+    concurrent request creating the same user is not an error."""
+    user = get_user_by_email(session=session, email=email)
+    if user is not None:
+        return user
+    try:
+        return create_user(session=session, email=email)
+    except ConflictError:
+        user = get_user_by_email(session=session, email=email)
+        if user is None:
+            raise
+        return user
+
+
 def ensure_dev_user(*, session: Session, settings: Settings) -> User:
-    """The local development user of `make run`, with V2M_DEV_API_KEY / V2M_DEV_PASSWORD."""
-    user = get_user_by_email(session=session, email=settings.dev_user_email)
-    if user is None:
-        user = create_user(
-            session=session, email=settings.dev_user_email, password=settings.dev_password
-        )
-    elif settings.dev_password:
-        user.password_hash = hash_password(settings.dev_password)
-        session.add(user)
-        session.commit()
+    """The local development user of `make run`, with V2M_DEV_API_KEY / V2M_DEV_PASSWORD
+    (the settings refuse both in production). Run once at start-up: the password is
+    hashed only when the stored hash does not already match it."""
+    user = get_or_create_user(session=session, email=settings.dev_user_email)
+    password = settings.dev_password
+    if password and not verify_password(password, user.password_hash):
+        set_password_hash(session=session, user=user, password_hash=hash_password(password))
     if settings.dev_api_key:
         existing = session.exec(
             select(ApiKey).where(ApiKey.key_hash == hash_api_key(settings.dev_api_key))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.auth import CurrentUser
-from api.deps import SessionDep, SettingsDep
+from api.deps import PasswordHashingDep, SessionDep, SettingsDep
 from api.errors import error_responses
-from shared import limits, users
+from shared import logins, users
 from shared.config import Settings
-from shared.errors import AuthError
+from shared.errors import AuthError, BusyError
 from shared.models import LoginRequest, RefreshRequest, TokenPair, User, UserPublic
-from shared.security import make_token, read_token, verify_password
+from shared.security import make_token, read_token
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -34,20 +34,47 @@ def issue(user: User, settings: Settings) -> TokenPair:
     )
 
 
+def client_address(request: Request) -> str:
+    """The caller's address as uvicorn reports it (behind a proxy, from X-Forwarded-For
+    when the proxy is trusted: uvicorn's --forwarded-allow-ips)."""
+    return request.client.host[:64] if request.client else "unknown"
+
+
 @router.post(
-    "/login", response_model=TokenPair, responses=error_responses(401, 422, 429), summary="Log in"
+    "/login",
+    response_model=TokenPair,
+    responses=error_responses(401, 413, 422, 429, 503),
+    summary="Log in",
 )
-def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+def login(
+    body: LoginRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    hashing: PasswordHashingDep,
+) -> TokenPair:
     """Exchange email and password for an access token (Bearer) and a refresh token.
 
-    Too many failed attempts for one email within the window answer 429 until it passes.
+    After repeated failures for one email each try waits a little longer (429 with
+    `Retry-After`, at most a minute); too many failures from one address are 429 for a
+    while; 503 `server_busy` (with `Retry-After`) when the server is checking too many
+    sign-ins at once.
     """
-    limits.check_login(session=session, email=body.email, settings=settings)
+    attempt = logins.record_attempt(
+        session=session, email=body.email, client_ip=client_address(request), settings=settings
+    )
     user = users.get_user_by_email(session=session, email=body.email)
-    ok = verify_password(body.password, user.password_hash if user else None)
-    if user is None or not ok or not user.is_active:
-        users.record_login_failure(session=session, email=body.email)
-        raise AuthError("The email or password is not right.")
+    try:
+        ok = hashing.verify(body.password, user.password_hash if user else None)
+    except BusyError:
+        logins.forget_attempt(session=session, attempt_id=attempt)  # never judged
+        raise
+    if user is None or not ok or not user.is_active or user.password_hash is None:
+        raise AuthError("The email or password is not right.")  # the attempt stays: a failure
+    logins.forget_attempt(session=session, attempt_id=attempt)
+    new_hash = hashing.rehash_if_needed(body.password, user.password_hash)
+    if new_hash is not None:
+        users.set_password_hash(session=session, user=user, password_hash=new_hash)
     return issue(user, settings)
 
 

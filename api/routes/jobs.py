@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import structlog
@@ -12,12 +14,14 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import CurrentUser, CurrentUserOrQueryToken
+from api.auth import CallerOrQueryToken, CurrentUser, CurrentUserOrQueryToken
 from api.deps import EngineDep, PublisherDep, SessionDep, SettingsDep, StorageDep
-from api.errors import error_responses
+from api.errors import error_body, error_responses
 from api.metrics import JOBS_CREATED
+from api.streams import StreamSlots
 from shared import jobs, listing, services
-from shared.errors import ConflictError, NotFoundError, QueueError
+from shared.config import Settings
+from shared.errors import AuthError, ConflictError, NotFoundError, QueueError, RateLimitError
 from shared.models import TERMINAL_STATUSES, JobCreate, JobPublic, JobsPublic, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -148,29 +152,35 @@ def download(
     responses={
         200: {
             "description": "Server-Sent Events: a `job` event (the job as JSON) whenever it "
-            "changes, ending after `completed` or `failed`.",
+            "changes, ending after `completed` or `failed`, or with a `closed` event (an "
+            "error body) once the credential has expired or been revoked.",
             "content": {
                 "text/event-stream": {
                     "example": 'event: job\ndata: {"id": "…", "status": "processing", "progress": 42}\n\n'
                 }
             },
         },
-        **error_responses(401, 404, 422),
+        **error_responses(401, 404, 422, 429),
     },
     summary="Follow a job live (Server-Sent Events)",
 )
 async def job_events(
     job_id: str,
     request: Request,
-    user: CurrentUserOrQueryToken,
+    caller: CallerOrQueryToken,
     engine: EngineDep,
     settings: SettingsDep,
 ) -> StreamingResponse:
     """Pushes the job whenever its status or progress changes; closes once it is finished.
 
-    Browsers use `EventSource`; polling `GET /v1/jobs/{id}` remains a fallback.
+    The credential is checked again every `V2M_EVENTS_CREDENTIAL_RECHECK_S` while the
+    stream runs: once the token has expired, the key is revoked or the account is
+    deactivated, a `closed` event (an error body) ends it. A user holds at most
+    `V2M_EVENTS_STREAMS_PER_USER` streams at once (429 `too_many_streams`). Browsers use
+    `EventSource`; polling `GET /v1/jobs/{id}` remains a fallback.
     """
-    owner_id = user.id
+    owner_id = caller.user.id
+    slots: StreamSlots = request.app.state.event_streams
 
     def read() -> JobPublic:
         with Session(engine) as session:
@@ -178,34 +188,68 @@ async def job_events(
                 jobs.get_job(session=session, job_id=job_id, owner_id=owner_id)
             )
 
+    def recheck() -> None:
+        with Session(engine) as session:
+            caller.recheck(session, settings)
+
     first = await run_in_threadpool(read)  # 404 before the stream starts
+    if not slots.acquire(owner_id):
+        raise RateLimitError(
+            f"You have {slots.per_user} event streams open; close one, or poll GET /v1/jobs/{{id}}.",
+            retry_after_s=5,
+            code="too_many_streams",
+        )
 
     async def stream() -> AsyncIterator[str]:
-        current: JobPublic | None = first
-        last_sent = ""
-        idle = 0.0
-        while True:
-            if current is not None:
-                payload = current.model_dump_json()
-                if payload != last_sent:
-                    yield f"event: job\ndata: {payload}\n\n"
-                    last_sent, idle = payload, 0.0
-                if current.status in TERMINAL_STATUSES:
-                    return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(settings.events_poll_interval_s)
-            idle += settings.events_poll_interval_s
-            if idle >= 15:
-                yield ": keep-alive\n\n"
-                idle = 0.0
-            try:
-                current = await run_in_threadpool(read)
-            except NotFoundError:
-                return
+        try:
+            async for chunk in _follow(first, read, recheck, request, settings):
+                yield chunk
+        finally:
+            slots.release(owner_id)
 
     return StreamingResponse(
         stream(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _follow(
+    first: JobPublic,
+    read: Callable[[], JobPublic],
+    recheck: Callable[[], None],
+    request: Request,
+    settings: Settings,
+) -> AsyncIterator[str]:
+    """The stream's events: the job when it changes, keep-alives, and `closed` when the
+    credential stops being valid."""
+    current: JobPublic | None = first
+    last_sent = ""
+    idle = 0.0
+    checked_at = time.monotonic()
+    while True:
+        if current is not None:
+            payload = current.model_dump_json()
+            if payload != last_sent:
+                yield f"event: job\ndata: {payload}\n\n"
+                last_sent, idle = payload, 0.0
+            if current.status in TERMINAL_STATUSES:
+                return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(settings.events_poll_interval_s)
+        idle += settings.events_poll_interval_s
+        if idle >= 15:
+            yield ": keep-alive\n\n"
+            idle = 0.0
+        if time.monotonic() - checked_at >= settings.events_credential_recheck_s:
+            try:
+                await run_in_threadpool(recheck)
+            except AuthError as exc:
+                yield f"event: closed\ndata: {json.dumps(error_body(exc.code, exc.message))}\n\n"
+                return
+            checked_at = time.monotonic()
+        try:
+            current = await run_in_threadpool(read)
+        except NotFoundError:
+            return

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.conftest import BIN, Stack, StackFactory
+from tests.unit.test_refused_input import NUL_REQUESTS
 
 pytestmark = pytest.mark.integration
 
@@ -88,8 +90,45 @@ def test_upload_rate_limit_holds_across_two_api_processes(make_stack: StackFacto
     assert 1 <= int(codes[-1].headers["retry-after"]) <= 60
 
 
-def test_schemathesis_finds_no_server_error(make_stack: StackFactory, tmp_path: Path) -> None:
-    stack = make_stack(workers=1)
+def test_concurrent_jobs_never_pass_the_active_jobs_limit_on_postgresql(
+    make_stack: StackFactory, postgres_url: str, tmp_path: Path
+) -> None:
+    # Given a user allowed two active jobs, no worker, and eight uploads ready
+    stack = make_stack(workers=0, database_url=postgres_url, max_active_jobs="2")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 1024)
+    uploads = [stack.upload(clip, f"clip{n}.mp4", "video/mp4") for n in range(8)]
+    # When all eight jobs are asked for at once
+    with stack.client() as api, ThreadPoolExecutor(len(uploads)) as pool:
+        answers = list(pool.map(lambda u: api.post("/v1/jobs", json={"upload_id": u}), uploads))
+    # Then two are queued and the rest told to wait
+    assert sorted(a.status_code for a in answers) == [202] * 2 + [429] * 6
+    with stack.client() as api:
+        assert len(api.get("/v1/jobs").json()["items"]) == 2
+
+
+def test_nul_characters_are_refused_not_a_server_error_on_postgresql(
+    make_stack: StackFactory, postgres_url: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: each of these was a 500 before the API refused them
+    stack = make_stack(workers=0, database_url=postgres_url)
+    with stack.client() as api:
+        for method, path, body, status in NUL_REQUESTS:
+            response = api.request(method, path, json=body)
+            assert response.status_code == status, (path, response.text)
+            assert response.json()["error"]["code"] in (
+                "validation_error",
+                "invalid_cursor",
+                "job_not_found",
+            )
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_schemathesis_finds_no_server_error(
+    make_stack: StackFactory, tmp_path: Path, request: pytest.FixtureRequest, database: str
+) -> None:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    stack = make_stack(workers=1, database_url=url)
     cli = shutil.which("schemathesis", path=str(BIN)) or shutil.which("schemathesis")
     assert cli, "schemathesis is not installed: run `make install-python`"
     result = subprocess.run(

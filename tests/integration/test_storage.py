@@ -174,6 +174,23 @@ def test_download_url_names_the_mp3_for_the_browser(storage: Storage, tmp_path: 
     assert got.headers["Content-Disposition"].startswith('attachment; filename="Ete.mp3"')
 
 
+def test_download_url_is_never_cached_so_a_ranged_answer_cannot_pass_for_the_file(
+    storage: Storage, tmp_path: Path
+) -> None:
+    # Given a server that answers a ranged GET with 200 and only the range's bytes
+    source = random_file(tmp_path / "o", 1000)
+    storage.upload_file(str(source), "outputs/r.mp3", content_type="audio/mpeg")
+    url = storage.presign_download("outputs/r.mp3", filename="r.mov", expires_s=60)
+
+    # When the page's player asks for a range of the download URL
+    ranged = httpx.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
+
+    # Then the answer forbids caching, so the download link fetches the whole file again
+    assert ranged.content == source.read_bytes()[10:20]
+    assert ranged.headers["Cache-Control"] == "no-store"
+    assert httpx.get(url, timeout=30).content == source.read_bytes()
+
+
 # --------------------------------------------------------------------------- presigned PUT
 
 

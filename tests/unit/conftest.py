@@ -10,6 +10,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -20,7 +21,7 @@ from sqlmodel import Session, create_engine
 
 from api import deps
 from shared.config import Settings
-from shared.db import create_tables
+from shared.db import create_tables, make_engine, migrate
 from shared.models import Upload
 from shared.queue import Publisher
 from shared.storage import Storage
@@ -86,6 +87,15 @@ def engine() -> Iterator[Engine]:
         "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
     )
     create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def file_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A migrated SQLite database file: connections of their own, for concurrent tests."""
+    engine = make_engine(make_settings(database_url=f"sqlite:///{tmp_path / 'v.db'}"))
+    migrate(engine)
     yield engine
     engine.dispose()
 

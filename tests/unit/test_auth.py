@@ -44,7 +44,11 @@ ROUTES = [
 @pytest.fixture
 def settings() -> Settings:
     return make_settings(
-        auth_required=True, jwt_secret=SECRET, uploads_per_minute=3, max_active_jobs=2
+        auth_required=True,
+        jwt_secret=SECRET,
+        uploads_per_minute=3,
+        max_active_jobs=2,
+        login_backoff_base_s=60,
     )
 
 

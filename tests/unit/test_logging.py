@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ SCRIPT = textwrap.dedent(
     import structlog
     from shared.logging import configure_logging
 
-    configure_logging("INFO", "json")
+    configure_logging("INFO", sys.argv[2] if len(sys.argv) > 2 else "json")
 
     def login(password):
         raise ValueError("the database went away")
@@ -104,6 +105,15 @@ def test_logs_never_hold_a_local_password_or_a_token_from_a_url() -> None:
     for error in errors:
         assert error["exception"][0]["exc_type"] == "ValueError"
         assert error["exception"][0]["frames"][-1]["name"] == "login"
+
+
+def test_the_console_renderer_shows_tracebacks_without_local_variables() -> None:
+    # make run's format: the traceback is there, the frame's password is not
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run_logging_script("--access-log", "console"))
+
+    assert "ValueError: the database went away" in output
+    assert "hunter2" not in output
+    assert "eyJ" not in output
 
 
 def test_an_access_log_that_uvicorn_was_told_to_keep_off_stays_off() -> None:

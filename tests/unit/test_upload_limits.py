@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -19,20 +18,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from shared import limits, services, users
-from shared.db import make_engine, migrate, write_transaction
+from shared.db import write_transaction
 from shared.errors import RateLimitError
 from shared.models import UploadCreate, User, utcnow
 from shared.storage import Storage
 from tests.fakes import FakeStorage
 from tests.unit.conftest import make_settings
-
-
-@pytest.fixture
-def file_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(make_settings(database_url=f"sqlite:///{tmp_path / 'v.db'}"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def new_user(engine: Engine, **quota: int) -> User:
