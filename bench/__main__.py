@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import figures, load, report
+from bench import figures, load, plots, report, throughput
 from bench.results import FULL, QUICK, Results
 from bench.stack import Services
 
@@ -41,7 +41,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.render:
         saved = Results.from_json(json.loads((ROOT / "bench" / "results.json").read_text()))
-        report.plots(saved)
+        plots.plots(saved)
         report.write_doc(saved, "make bench")
         return 0
     cfg = QUICK if args.quick else FULL
@@ -62,8 +62,8 @@ def main() -> int:
         ("e2e", lambda: figures.end_to_end(services, cfg, results)),
         ("e2e", lambda: figures.memory_and_disk(results)),
         ("copy", lambda: figures.stream_copy(services, cfg, results)),
-        ("throughput", lambda: figures.throughput(services, cfg, results)),
-        ("throttled", lambda: figures.throttled(services, cfg, results)),
+        ("throughput", lambda: throughput.throughput(services, cfg, results)),
+        ("throttled", lambda: throughput.throttled(services, cfg, results)),
         ("locust", lambda: load.locust(services, cfg, results, workdir)),
     ]
     try:
@@ -99,7 +99,7 @@ def main() -> int:
     (ROOT / "bench" / "results.json").write_text(
         json.dumps(results.to_json(), indent=2, default=str) + "\n"
     )
-    report.plots(results)
+    plots.plots(results)
     report.write_doc(results, command)
     print(f"\nwrote bench/results.json and docs/PERFORMANCE.md in {results.elapsed_s / 60:.1f} min")
     return 0

@@ -89,7 +89,7 @@ def first_byte(url: str) -> float:
 
 def cpu_s(pid: int, *, children: bool = False) -> float:
     """CPU seconds (user + system) a process has used; with ``children``, only what its
-    reaped children used (for a worker: its ffmpeg runs)."""
+    reaped children used (for a worker: its ffprobe and ffmpeg runs)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
