@@ -115,6 +115,7 @@ def end_to_end(services: Services, cfg: BenchConfig, results: Results) -> dict[i
         e2e = median([o["e2e_s"] for o in ours])
         bare = median([b.wall_s for b in bares])
         ttfb = storage_first_byte(services, inp)
+        worker_ms = job_phases(services, [o["job_id"] for o in ours])
         per_input[seconds] = {"ours": ours, "bare": bares}
         results.growth.append(
             {
@@ -133,6 +134,7 @@ def end_to_end(services: Services, cfg: BenchConfig, results: Results) -> dict[i
                 "sampled_e2e_s": sampled["e2e_s"],
                 "output_bytes": max(o["output_bytes"] for o in ours),
                 "storage_first_byte_s": ttfb,
+                "phases_ms": worker_ms,
             }
         )
         if seconds in cfg.e2e:
@@ -148,10 +150,12 @@ def end_to_end(services: Services, cfg: BenchConfig, results: Results) -> dict[i
                     f"<= {target}",
                     ratio <= target,
                     "s",
-                    f"median of {reps}; overhead {1000 * (e2e - bare):.0f} ms, of which about "
-                    f"{1000 * ttfb:.0f} ms is the S3 server's first byte of ffmpeg's GET "
-                    f"of the {inp.size_bytes / MB:.0f} MiB object; "
-                    f"without that wait, {(e2e - ttfb) / bare:.3f}",
+                    f"median of {reps}; overhead {1000 * (e2e - bare):.0f} ms; worker phases "
+                    "(median ms): "
+                    + ", ".join(f"{name} {ms:.0f}" for name, ms in worker_ms.items())
+                    + f"; the S3 server's first byte of the {inp.size_bytes / MB:.0f} MiB "
+                    f"object {1000 * ttfb:.0f} ms; without the probe phase, "
+                    f"{(e2e - worker_ms.get('probe', 0.0) / 1000) / bare:.3f}",
                 )
             )
     return per_input
@@ -234,6 +238,19 @@ def stream_copy(services: Services, cfg: BenchConfig, results: Results) -> None:
             f"baseline: bare ffmpeg copy {bare_copy:.2f} s vs re-encode {bare_encode:.2f} s",
         )
     )
+
+
+def job_phases(services: Services, job_ids: list[str]) -> dict[str, float]:
+    """Median per-phase wall time (ms) of these jobs, from the workers' job_completed lines."""
+    wanted = set(job_ids)
+    totals: dict[str, list[float]] = {}
+    for proc in services.stack.procs:
+        if proc.name.startswith("worker"):
+            for event in proc.events("job_completed"):
+                if event.get("job_id") in wanted:
+                    for name, ms in event.get("phases_ms", {}).items():
+                        totals.setdefault(name, []).append(float(ms))
+    return {name: statistics.median(values) for name, values in totals.items()}
 
 
 def phases(services: Services) -> dict[str, float]:
