@@ -166,8 +166,9 @@ def locust(services: Services, cfg: Config, results: Results, workdir: Path) -> 
             "ffmpeg and ffprobe": sum(measure.cpu_s(w.popen.pid, children=True) for w in workers),
         }
 
-    before = cpu()
+    before, started = cpu(), time.monotonic()
     prefix, locust_cpu = _run(services, workdir, "locust", users, seconds)
+    results.load_wall_s = time.monotonic() - started
     results.load_cpu_s = {name: used - before[name] for name, used in cpu().items()}
     results.load_cpu_s["locust"] = locust_cpu
     stats = read_stats(Path(f"{prefix}_stats.csv"))

@@ -170,12 +170,14 @@ def load_table(results: Results) -> str:
 
 def load_cpu_line(results: Results) -> str:
     cpu = results.load_cpu_s
-    if not cpu:
+    if not cpu or not results.load_wall_s:
         return ""
     return (
         "CPU seconds used during the Locust run, by process: "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
-        + f" (all {sum(cpu.values()):.1f}; the machine has {results.machine['cores']} cores)."
+        + f" (all {sum(cpu.values()):.1f} in {results.load_wall_s:.0f} s of wall time, stopping"
+        f" included: {sum(cpu.values()) / results.load_wall_s:.2f} of the machine's"
+        f" {results.machine['cores']} cores)."
     )
 
 

@@ -28,6 +28,7 @@ class Results:
     scaling: list[dict[str, Any]] = field(default_factory=list)  # throughput vs workers
     load: list[dict[str, Any]] = field(default_factory=list)  # Locust, one row per request name
     load_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU by process during Locust
+    load_wall_s: float = 0.0  # the Locust run's wall time, stopping included
     phases: dict[str, float] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
