@@ -2,7 +2,9 @@
 
 Domain conditions are `AppError`s (shared/errors.py), raised by services and routes alike
 and answered here with their status and code; FastAPI's own HTTP and validation errors are
-put in the same shape.
+put in the same shape. A database that cannot be reached (SQLAlchemy's OperationalError,
+or no pooled connection free in time) is 503 `database_unavailable` with Retry-After:
+the request may succeed once it is back.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import AppError, AuthError, RateLimitError
 from shared.models import ErrorResponse
 
 log = structlog.get_logger("api")
+
+DATABASE_RETRY_AFTER_S = 5
 
 _DEFAULT_CODES = {
     400: "bad_request",
@@ -106,6 +112,21 @@ def register_error_handlers(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(
             error_body(exc.code, exc.message), status_code=exc.status_code, headers=headers
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The driver's message names the host and may quote the statement: type only.
+        cause = exc.orig if isinstance(exc, OperationalError) else exc
+        log.warning("database_unavailable", error=type(cause).__name__)
+        return JSONResponse(
+            error_body(
+                "database_unavailable",
+                "The database cannot be reached right now; please try again shortly.",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

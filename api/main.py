@@ -20,7 +20,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.errors import register_error_handlers
 from api.hashing import PasswordHashing
 from api.metrics import MetricsApp, RequestMetricsMiddleware
-from api.routes import auth, health, jobs, uploads
+from api.routes import account, auth, deliveries, health, jobs, uploads
 from api.security_headers import SecurityHeadersMiddleware
 from api.streams import StreamSlots
 from shared import users
@@ -83,14 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PATCH"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             allow_credentials=False,  # bearer tokens, never cookies: no credentialed CORS
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
-    for module in (health, jobs, uploads, auth):
+    for module in (health, jobs, uploads, auth, account, deliveries):
         app.include_router(module.router)
     app.router.routes.append(Route("/metrics", MetricsApp(), include_in_schema=False))
     _mount_frontend(app, Path(settings.frontend_dir))

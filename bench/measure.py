@@ -27,12 +27,14 @@ class Run:
 def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[str]:
     """ffmpeg exactly as the worker runs it (same argv builder), on the local file."""
     options = options or JobOptions()
+    probe = ffmpeg.probe("ffprobe", str(inp.path))
     return ffmpeg.transcode_argv(
         "ffmpeg",
         str(inp.path),
         str(out),
         options,
-        stream_copy=ffmpeg.can_stream_copy(inp.path.name, options),
+        stream_copy=ffmpeg.can_stream_copy(probe, options),
+        probe=probe,
     )
 
 

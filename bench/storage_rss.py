@@ -11,6 +11,7 @@ as a Markdown table (docs/PERFORMANCE.md, "The worker's S3 library").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -92,9 +93,12 @@ def measure(runs: int) -> dict[str, dict[str, float]]:
         server = start_s3(workdir / "s3", port, workdir / "rclone.log")
         try:
             endpoint, bucket = f"http://127.0.0.1:{port}", "rss"
-            Storage(
-                make_settings(s3_endpoint_url=endpoint, s3_bucket=bucket, s3_cors_origins=[])
-            ).ensure_bucket()
+            # Set-up's log lines (rclone has no lifecycle rules) go to stderr: stdout
+            # carries the table alone.
+            with contextlib.redirect_stdout(sys.stderr):
+                Storage(
+                    make_settings(s3_endpoint_url=endpoint, s3_bucket=bucket, s3_cors_origins=[])
+                ).ensure_bucket()
             upload = workdir / "out.mp3"
             upload.write_bytes(os.urandom(UPLOAD_BYTES))
             samples: dict[str, list[dict[str, float]]] = {lib: [] for lib in LIBRARIES}

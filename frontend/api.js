@@ -244,3 +244,15 @@ export function followJob(jobId, onJob, onError) {
   stream();
   return stop;
 }
+
+// --------------------------------------------------------------------------- notifications
+
+/** GET v1/account → {id, email, webhook_url, notify_email}. */
+export const getAccount = () => request("GET", "v1/account");
+/** PATCH v1/account with {webhook_url, notify_email}; 422 webhook_url_not_allowed. */
+export const updateAccount = (changes) => request("PATCH", "v1/account", { body: changes });
+export const webhookSecret = () => request("GET", "v1/account/webhook-secret");
+export const rotateWebhookSecret = () => request("POST", "v1/account/webhook-secret/rotate");
+/** GET v1/jobs/{id}/deliveries → {items: [...]}, every attempt oldest first. */
+export const listDeliveries = (jobId) =>
+  request("GET", `v1/jobs/${encodeURIComponent(jobId)}/deliveries`);

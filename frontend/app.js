@@ -4,7 +4,8 @@
 //
 // Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
 // form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
-// the list), format.js (words and numbers), dom.js (node building). This one holds the
+// the list), options.js (format, loudness, trim and tags), format.js (words and
+// numbers), dom.js (node building). This one holds the
 // page's state and wires them together.
 
 import {
@@ -21,6 +22,8 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
+import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
+import { applyFormat, readOutputOptions, trimProblem } from "./options.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -96,6 +99,7 @@ function onStatus(row) {
   else if (row.status === "processing") announce(`${name}: converting.`);
   else if (row.status === "completed") announce(`${name}: MP3 ready to play and download.`);
   else if (row.status === "failed") announce(`${name} failed. ${row.error?.message || ""}`);
+  if (row.job && isTerminal(row.status)) showDeliveries(row);
   updateSummary();
 }
 
@@ -126,13 +130,13 @@ function learnMaxBytes(value) {
 // --------------------------------------------------------------------------- options
 
 function readOptions() {
-  const options = {};
+  const options = readOutputOptions(els.options);
   const [kind, value] = els.quality.value.split(":");
-  if (kind === "q") options.quality = Number(value);
-  if (kind === "b") options.bitrate_kbps = Number(value);
+  if (!els.quality.disabled && kind === "q") options.quality = Number(value);
+  if (!els.quality.disabled && kind === "b") options.bitrate_kbps = Number(value);
   const channels = new FormData(els.options).get("channels");
   if (channels) options.channels = Number(channels);
-  if (els.rate.value) options.sample_rate_hz = Number(els.rate.value);
+  if (!els.rate.disabled && els.rate.value) options.sample_rate_hz = Number(els.rate.value);
   return options;
 }
 
@@ -152,6 +156,9 @@ function restoreOptions() {
   const radio = els.options.querySelector(`input[name="channels"][value="${channels}"]`);
   if (radio) radio.checked = true;
   if ([...els.rate.options].some((o) => o.value === saved.rate)) els.rate.value = saved.rate;
+  const format = els.options.elements.format;
+  if ([...format.options].some((o) => o.value === saved.format)) format.value = saved.format;
+  applyFormat(els.options);
 }
 
 function rememberOptions() {
@@ -159,6 +166,7 @@ function rememberOptions() {
     quality: els.quality.value,
     channels: new FormData(els.options).get("channels") || "",
     rate: els.rate.value,
+    format: els.options.elements.format.value,
   });
 }
 
@@ -190,6 +198,12 @@ function removeRow(row) {
 // --------------------------------------------------------------------------- the flow
 
 function addFiles(files) {
+  const problem = trimProblem(els.options);
+  $('[data-role="trim-error"]').textContent = problem;
+  if (problem) {
+    els.options.elements.trim_end.focus();
+    return;
+  }
   const options = readOptions();
   // A batch goes on top of the list, in the order chosen, and uploads in that order.
   let previous = null;
@@ -311,6 +325,7 @@ async function loadJobs() {
       state.byJobId.set(job.id, row);
       els.list.append(row.el);
       follow(row);
+      if (isTerminal(job.status)) showDeliveries(row, { recheck: false });
     }
     state.nextCursor = page.next_cursor;
     els.notice.hidden = true;
@@ -367,6 +382,7 @@ function enter(user) {
   resetList();
   state.ownerId = user.id;
   loadJobs();
+  loadNotify();
 }
 
 /** Hide the page behind the sign-in form. Work in progress waits (api.js). */
@@ -444,9 +460,11 @@ function wireDragAndDrop() {
 
 function wire() {
   restoreOptions();
+  applyFormat(els.options);
   describeQuality();
   els.maxSize.textContent = formatLimit(state.maxBytes);
   els.options.addEventListener("change", () => {
+    applyFormat(els.options);
     rememberOptions();
     describeQuality();
   });
@@ -465,6 +483,7 @@ function wire() {
   els.more.addEventListener("click", loadJobs);
   els.signOut.addEventListener("click", signOut);
   auth.onChange(onAuth);
+  wireNotify();
   wireSignIn();
   window.addEventListener("beforeunload", (event) => {
     const busy = [...state.rows].some((row) => row.status === "uploading" || row.waiting);

@@ -57,9 +57,13 @@ export function stemOf(name) {
 /** "VBR V2 · stereo", "128 kbit/s CBR · mono · 44.1 kHz": a job's options in short. */
 export function describeOptions(options = {}) {
   const parts = [];
+  const format = options.format || "mp3";
+  if (format !== "mp3") parts.push(format.toUpperCase());
   if (options.bitrate_kbps) parts.push(`${options.bitrate_kbps} kbit/s CBR`);
-  else parts.push(`VBR V${options.quality ?? 2}`);
+  else if (format === "mp3") parts.push(`VBR V${options.quality ?? 2}`);
   parts.push(options.channels === 1 ? "mono" : "stereo");
   if (options.sample_rate_hz) parts.push(`${options.sample_rate_hz / 1000} kHz`);
+  if (options.normalize) parts.push(`${options.normalize.target_lufs} LUFS`);
+  if (options.trim) parts.push("trimmed");
   return parts.join(" · ");
 }

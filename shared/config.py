@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     upload_url_expires_s: int = 3600
     download_url_expires_s: int = 3600
     input_url_expires_s: int = 6 * 3600
+    # Retention: an MP3 stays downloadable this long after its job completed (a bucket
+    # lifecycle rule where the server has them, the reaper everywhere); an input is
+    # removed once its job is finished. Fractions of a day are for tests.
+    output_retention_days: float = Field(default=7.0, gt=0)
 
     # Accounts and access. With auth_required off, requests without credentials act as
     # the local development user (a single-user laptop); with it on (the default, and
@@ -119,6 +123,9 @@ class Settings(BaseSettings):
     job_lease_s: float = 60.0
     reaper_interval_s: float = 30.0
     unpublished_after_s: float = 60.0
+    # A queued job published this long ago and never claimed has lost its message (e.g.
+    # dead-lettered during a database outage): the reaper publishes it again.
+    unclaimed_after_s: float = Field(default=900.0, gt=0)
     # Hostile or oversized input
     max_media_duration_s: float = 4 * 3600.0
     max_output_bytes: int = 1 * GiB
@@ -130,6 +137,37 @@ class Settings(BaseSettings):
     tmp_dir: str | None = None
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
+
+    # Notifications (notifier/, docs/ARCHITECTURE.md "Notifications")
+    events_exchange: str = "video2mp3.events"
+    notify_queue_name: str = "notify"
+    # The page's address: emails link to the job's view there.
+    public_url: str = "http://127.0.0.1:8000"
+    notify_max_attempts: int = Field(default=8, ge=1)
+    # Delay before attempt n+1: base * factor**(n-1), at most max (8 attempts: about 23 h).
+    notify_backoff_base_s: float = Field(default=30.0, gt=0)
+    notify_backoff_factor: float = Field(default=4.0, ge=1)
+    notify_backoff_max_s: float = Field(default=12 * 3600.0, gt=0)
+    # How often the notifier looks for due deliveries when nothing wakes it.
+    notify_poll_interval_s: float = Field(default=5.0, gt=0)
+    # A delivery claimed this long ago and not recorded (its notifier died) is sent again.
+    notify_claim_timeout_s: float = Field(default=120.0, gt=0)
+    # Jobs finished more than grace and less than window seconds ago whose event never
+    # arrived (the worker could not publish it) are found every sweep interval.
+    notify_sweep_interval_s: float = Field(default=60.0, gt=0)
+    notify_sweep_grace_s: float = Field(default=60.0, ge=0)
+    notify_sweep_window_s: float = Field(default=6 * 3600.0, gt=0)
+    notifier_metrics_port: int = 9101
+    notifier_prefetch: int = Field(default=10, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Development only: lets webhooks reach loopback and private addresses.
+    webhook_allow_private_targets: bool = False
+    # The previous secret keeps signing beside a rotated one for this long.
+    webhook_secret_overlap_s: float = 24 * 3600.0
+    # smtp://user:pass@host:587 (STARTTLS), smtps://…:465 (TLS), smtp://host:25?starttls=false
+    smtp_url: SecretStr | None = None
+    mail_from: str = "video2mp3 <noreply@localhost>"
+    smtp_timeout_s: float = Field(default=15.0, gt=0)
 
     @property
     def public_endpoint(self) -> str | None:
@@ -187,6 +225,8 @@ class Settings(BaseSettings):
             raise ValueError("V2M_JWT_SECRET must be a real secret of 32+ characters in production")
         if not self.auth_required:
             raise ValueError("V2M_AUTH_REQUIRED cannot be false in production")
+        if self.webhook_allow_private_targets:
+            raise ValueError("V2M_WEBHOOK_ALLOW_PRIVATE_TARGETS cannot be true in production")
         password = self.bootstrap_admin_password
         if password is not None and "change-me" in password.get_secret_value().lower():
             raise ValueError("V2M_BOOTSTRAP_ADMIN_PASSWORD is a placeholder; set a real one")

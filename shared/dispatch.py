@@ -5,6 +5,9 @@ tool put work on the queue.
   publish failed stays unpublished, and the reaper sends it later.
 - `redispatch`: a new dispatch token for a job found in an expected state, dispatched.
   The token changes so that any older copy of its message still in flight is dropped.
+- `republish`: a queued job's message sent again under the same token, for a job whose
+  message was lost. Same token: should the first copy still be waiting in the queue, the
+  job keeps its place, and the copy that comes second is acked as a duplicate.
 """
 
 from __future__ import annotations
@@ -49,6 +52,17 @@ def redispatch(
         older_than=older_than,
         reset_attempts=reset_attempts,
     )
+    if token is None:
+        return False
+    dispatch(session=session, publisher=publisher, job_id=job_id, token=token)
+    return True
+
+
+def republish(*, session: Session, publisher: Publisher, job_id: str, older_than: datetime) -> bool:
+    """Send a queued job's message again if it was published before `older_than` and the
+    job has not moved since; False when it moved (or another reaper took it). A failed
+    publish raises QueueError and leaves the job unpublished, for the reaper's next pass."""
+    token = jobs.take_for_republish(session=session, job_id=job_id, older_than=older_than)
     if token is None:
         return False
     dispatch(session=session, publisher=publisher, job_id=job_id, token=token)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -43,6 +43,7 @@ def insert_job(
     options: dict[str, Any],
     idempotency_key: str | None,
     request_hash: str | None,
+    notify: dict[str, Any] | None = None,
 ) -> Job:
     """Insert a queued job; raises ConflictError if the upload already has one."""
     job = Job(
@@ -54,6 +55,7 @@ def insert_job(
         input_filename=upload.filename,
         input_size_bytes=upload.size_bytes,
         options=options,
+        notify=notify,
     )
     session.add(job)
     try:
@@ -97,15 +99,36 @@ def _owned(job_id: str, token: str | None) -> list[Any]:
     return clauses
 
 
-def start_attempt(*, session: Session, job_id: str, token: str | None = None) -> Job | None:
-    """Mark an active job processing and count the attempt; None if finished or not ours.
+def start_attempt(
+    *,
+    session: Session,
+    job_id: str,
+    token: str | None = None,
+    lease_cutoff: datetime | None = None,
+    max_runs: int | None = None,
+) -> Job | None:
+    """Mark a queued job processing and count the attempt; None if it is finished, not
+    ours, or already running.
 
-    One statement (UPDATE … RETURNING) on the path of every job: the row comes back with
-    the update, instead of being read again after it."""
+    A job already processing is taken over only when its lease was last renewed before
+    `lease_cutoff` (its worker died or hung), and had been started fewer than `max_runs`
+    times: two copies of one message, or a redelivery while the first worker still
+    converts, never run the job twice at once. One statement
+    (UPDATE … RETURNING) on the path of every job: the row comes back with the update,
+    instead of being read again after it."""
     now = utcnow()
+    claimable: Any = col(Job.status) == JobStatus.queued
+    if lease_cutoff is not None:
+        takeover: list[Any] = [
+            col(Job.status) == JobStatus.processing,
+            col(Job.updated_at) < lease_cutoff,
+        ]
+        if max_runs is not None:
+            takeover.append(col(Job.attempts) < max_runs)
+        claimable = or_(claimable, and_(*takeover))
     job = session.scalars(
         _update_job()
-        .where(*_owned(job_id, token), col(Job.status).in_(ACTIVE))
+        .where(*_owned(job_id, token), claimable)
         .values(
             status=JobStatus.processing,
             attempts=Job.attempts + 1,
@@ -150,8 +173,13 @@ def complete(
     size_bytes: int,
     duration_s: float,
     bitrate_kbps: int | None,
+    expires_at: datetime | None = None,
     token: str | None = None,
+    encoded: bool | None = None,
+    loudness_lufs: float | None = None,
+    true_peak_db: float | None = None,
 ) -> bool:
+    """Record the MP3; ``expires_at``: when retention deletes it (shared/retention.py)."""
     now = utcnow()
     result = session.execute(
         _update_job()
@@ -165,6 +193,11 @@ def complete(
             output_size_bytes=size_bytes,
             output_duration_s=duration_s,
             output_bitrate_kbps=bitrate_kbps,
+            output_expires_at=expires_at,
+            output_expired_at=None,
+            output_encoded=encoded,
+            output_loudness_lufs=loudness_lufs,
+            output_true_peak_db=true_peak_db,
             error_code=None,
             error_message=None,
         )
@@ -256,6 +289,34 @@ def redispatch(
     return token if result.rowcount else None  # type: ignore[attr-defined]
 
 
+def crashed_message(runs: int) -> str:
+    return f"The worker running this job stopped {runs} times."
+
+
+def fail_crashed(*, session: Session, job_id: str, older_than: datetime, max_runs: int) -> bool:
+    """Fail a processing job whose lease lapsed after `max_runs` starts (`worker_crashed`):
+    a job that kills or hangs every worker that runs it ends instead of looping."""
+    now = utcnow()
+    result = session.execute(
+        _update_job()
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status) == JobStatus.processing,
+            col(Job.updated_at) < older_than,
+            col(Job.attempts) >= max_runs,
+        )
+        .values(
+            status=JobStatus.failed,
+            finished_at=now,
+            updated_at=now,
+            error_code="worker_crashed",
+            error_message=crashed_message(max_runs),
+        )
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def stale_processing(*, session: Session, older_than: datetime, limit: int = 100) -> list[str]:
     """Jobs said to be processing whose worker stopped renewing the lease."""
     rows = session.exec(
@@ -278,3 +339,36 @@ def unpublished(*, session: Session, older_than: datetime, limit: int = 100) -> 
         .limit(limit)
     ).all()
     return list(rows)
+
+
+def unclaimed(*, session: Session, older_than: datetime, limit: int = 100) -> list[str]:
+    """Queued jobs published before `older_than` and untouched since: their message was
+    probably lost (dead-lettered while the database was down, or purged)."""
+    rows = session.exec(
+        select(Job.id)
+        .where(
+            col(Job.status) == JobStatus.queued,
+            col(Job.published_at) < older_than,
+            col(Job.updated_at) < older_than,
+        )
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def take_for_republish(*, session: Session, job_id: str, older_than: datetime) -> str | None:
+    """Mark an unclaimed job unpublished (guarded, so one reaper takes it); its token, or
+    None when it moved on or another reaper took it first."""
+    token = session.scalars(
+        _update_job()
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status) == JobStatus.queued,
+            col(Job.published_at) < older_than,
+            col(Job.updated_at) < older_than,
+        )
+        .values(published_at=None, updated_at=utcnow())
+        .returning(Job.dispatch_token)
+    ).first()
+    session.commit()
+    return token

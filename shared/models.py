@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -13,11 +14,12 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
-    model_validator,
 )
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from shared.options import JobOptions as JobOptions  # re-exported: part of the v1 schemas
 
 
 def utcnow() -> datetime:
@@ -43,41 +45,6 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.completed, JobStatus.failed})
-
-
-# --------------------------------------------------------------------------- options
-
-
-class JobOptions(BaseModel):
-    """How to encode. Leave everything out for VBR quality 2 at the source's rate."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"bitrate_kbps": 192, "channels": 2}, {"quality": 2}]},
-    )
-
-    bitrate_kbps: int | None = Field(
-        default=None, ge=64, le=320, description="Constant bitrate in kbit/s (64..320)."
-    )
-    quality: int | None = Field(
-        default=None, ge=0, le=9, description="LAME VBR quality, 0 (best) .. 9 (smallest)."
-    )
-    sample_rate_hz: Literal[22050, 32000, 44100, 48000] | None = Field(
-        default=None, description="Output sample rate; default keeps 44.1/48 kHz as the source."
-    )
-    channels: Literal[1, 2] | None = Field(
-        default=None, description="1 = mono, 2 = stereo; default stereo (mono sources stay mono)."
-    )
-
-    @model_validator(mode="after")
-    def _bitrate_or_quality(self) -> JobOptions:
-        if self.bitrate_kbps is not None and self.quality is not None:
-            raise ValueError("give either bitrate_kbps (CBR) or quality (VBR), not both")
-        return self
-
-    @property
-    def is_default(self) -> bool:
-        return not self.model_dump(exclude_none=True)
 
 
 # --------------------------------------------------------------------------- tables
@@ -180,6 +147,9 @@ class Job(SQLModel, table=True):
         Index("ix_job_created_id", "created_at", "id"),
         Index("ix_job_owner_created_id", "owner_id", "created_at", "id"),
         UniqueConstraint("owner_id", "idempotency_key", name="uq_job_owner_idempotency_key"),
+        # The reaper's retention queries: outputs past their date, inputs of finished jobs.
+        Index("ix_job_output_retention", "output_expired_at", "output_expires_at"),
+        Index("ix_job_input_retention", "input_removed_at", "status"),
     )
 
     id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
@@ -216,8 +186,102 @@ class Job(SQLModel, table=True):
     )
     output_duration_s: float | None = None
     output_bitrate_kbps: int | None = None
+    # Retention (shared/retention.py): when the MP3 is due to be deleted, when it was
+    # found deleted or gone, and when the input was removed after the job finished.
+    output_expires_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    output_expired_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    input_removed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    output_encoded: bool | None = None
+    output_loudness_lufs: float | None = None
+    output_true_peak_db: float | None = None
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
+    # The request's `notify` as given (fields left out fall back to the account's settings);
+    # None when the request had none.
+    notify: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class NotifySettings(SQLModel, table=True):
+    """An account's notification defaults and its webhook signing secrets."""
+
+    __tablename__ = "notify_settings"
+
+    account_id: str = SQLField(foreign_key="account.id", primary_key=True, max_length=36)
+    webhook_url: str | None = SQLField(default=None, max_length=2048)
+    notify_email: bool = False
+    webhook_secret: str | None = SQLField(default=None, max_length=128)
+    # After a rotation the previous secret signs too, until previous_secret_until.
+    previous_secret: str | None = SQLField(default=None, max_length=128)
+    previous_secret_until: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"  # due at scheduled_at
+    sending = "sending"  # claimed by a notifier at claimed_at
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt to deliver one event on one channel (webhook or email).
+
+    A failed attempt that may be retried schedules the next one as a new row, so the rows
+    of an event are its delivery history. `event_id` is the Standard Webhooks `webhook-id`,
+    the same on every attempt.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", "attempt", name="uq_delivery_event_attempt"),
+        Index("ix_delivery_job_created", "job_id", "created_at"),
+        Index("ix_delivery_due", "status", "scheduled_at"),
+    )
+
+    id: str = SQLField(default_factory=new_id, primary_key=True, max_length=36)
+    job_id: str = SQLField(foreign_key="job.id", max_length=36)
+    owner_id: str = SQLField(foreign_key="account.id", max_length=36)
+    event_id: str = SQLField(max_length=64)
+    event_type: str = SQLField(max_length=32)
+    channel: str = SQLField(max_length=16)
+    target: str = SQLField(max_length=2048)
+    attempt: int = 1
+    status: str = SQLField(default=DeliveryStatus.pending, max_length=16)
+    created_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    scheduled_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    claimed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    finished_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    status_code: int | None = None
+    error: str | None = SQLField(default=None, max_length=512)
+    next_retry_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    event_at: datetime = SQLField(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+def output_expired(job: Job, now: datetime | None = None) -> bool:
+    """The job's MP3 is gone: found missing, or past its retention date (a bucket
+    lifecycle rule may delete it before the reaper gets to the row)."""
+    if job.output_expired_at is not None:
+        return True
+    expires_at = as_utc(job.output_expires_at)
+    return expires_at is not None and expires_at <= (now or utcnow())
 
 
 # --------------------------------------------------------------------------- API schemas
@@ -284,6 +348,24 @@ class UploadPublic(BaseModel):
     max_size_bytes: int
 
 
+class JobNotify(BaseModel):
+    """A job's notifications; a field left out takes the account's default."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"webhook_url": "https://example.com/hooks", "email": True}]
+        },
+    )
+
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="http(s) URL on a public address that receives signed job events; null for none.",
+    )
+    email: bool | None = Field(default=None, description="Email the account when the job finishes.")
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -296,6 +378,10 @@ class JobCreate(BaseModel):
 
     upload_id: Text = Field(min_length=1, max_length=64)
     options: JobOptions = Field(default_factory=JobOptions)
+    notify: JobNotify | None = Field(
+        default=None,
+        description="Who to tell when the job finishes; the account's defaults when left out.",
+    )
 
 
 class JobInput(BaseModel):
@@ -307,6 +393,25 @@ class JobOutput(BaseModel):
     size_bytes: int
     duration_s: float
     bitrate_kbps: int | None
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When the MP3 is deleted from storage: its job's completion plus "
+        "`V2M_OUTPUT_RETENTION_DAYS` (7 days unless the deployment sets otherwise). The job "
+        "itself stays listed.",
+    )
+    expired: bool = Field(
+        default=False,
+        description="True once the MP3 is gone (its retention passed, or it was deleted): "
+        "`GET /v1/jobs/{id}/download` then answers 410 `output_expired`.",
+    )
+    format: str = Field(default="mp3", description="The output's format (see options.format).")
+    encoded: bool | None = Field(
+        default=None, description="false when the source's audio was copied as it was."
+    )
+    loudness_lufs: float | None = Field(
+        default=None, description="Integrated loudness of the output (EBU R128), LUFS."
+    )
+    true_peak_db: float | None = Field(default=None, description="True peak of the output, dBTP.")
 
 
 class JobPublic(BaseModel):
@@ -330,6 +435,12 @@ class JobPublic(BaseModel):
                 size_bytes=job.output_size_bytes,
                 duration_s=job.output_duration_s or 0.0,
                 bitrate_kbps=job.output_bitrate_kbps,
+                expires_at=as_utc(job.output_expires_at),
+                expired=output_expired(job),
+                format=job.options.get("format") or "mp3",
+                encoded=job.output_encoded,
+                loudness_lufs=job.output_loudness_lufs,
+                true_peak_db=job.output_true_peak_db,
             )
         error = None
         if job.error_code is not None and job.status == JobStatus.failed:
@@ -396,3 +507,69 @@ class UserPublic(BaseModel):
         created = as_utc(user.created_at)
         assert created is not None
         return cls(id=user.id, email=user.email, created_at=created)
+
+
+# --------------------------------------------------------------------------- notification schemas
+
+
+class AccountPublic(BaseModel):
+    id: str
+    email: str
+    webhook_url: str | None = Field(description="Default webhook for jobs created without one.")
+    notify_email: bool = Field(description="Email by default when a job finishes.")
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"webhook_url": "https://example.com/hooks", "notify_email": True}]
+        },
+    )
+
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    notify_email: bool | None = None
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="`whsec_<base64>`: the key webhook signatures are made with.")
+
+
+class DeliveryPublic(BaseModel):
+    id: str = Field(
+        description="The attempt's id; POST …/deliveries/{id}/retry re-sends its event."
+    )
+    event_id: str = Field(description="The `webhook-id`: the same on every attempt of an event.")
+    event_type: str
+    channel: Literal["webhook", "email"]
+    attempt: int
+    status: DeliveryStatus
+    created_at: datetime
+    attempted_at: datetime | None
+    url_host: str | None = Field(description="The webhook's host (None for email).")
+    status_code: int | None = Field(description="The receiver's HTTP status, if it answered.")
+    error: str | None
+    next_retry_at: datetime | None
+
+    @classmethod
+    def from_delivery(cls, row: Delivery) -> DeliveryPublic:
+        created = as_utc(row.created_at)
+        assert created is not None
+        return cls(
+            id=row.id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            channel="email" if row.channel == "email" else "webhook",
+            attempt=row.attempt,
+            status=DeliveryStatus(row.status),
+            created_at=created,
+            attempted_at=as_utc(row.finished_at or row.claimed_at),
+            url_host=urlsplit(row.target).hostname if row.channel == "webhook" else None,
+            status_code=row.status_code,
+            error=row.error,
+            next_retry_at=as_utc(row.next_retry_at),
+        )
+
+
+class DeliveriesPublic(BaseModel):
+    items: list[DeliveryPublic]

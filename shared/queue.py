@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.config import Settings
 from shared.errors import QueueError
+from shared.events import JobEvent, declare_events
 
 MESSAGE_VERSION = 1
 
@@ -34,6 +35,9 @@ class JobMessage(BaseModel):
     job_id: str
     attempt: int = 1
     token: str | None = None  # the job's dispatch token; older copies are ignored
+    # Set by the consumer from the delivery, never sent: the broker gave this copy back
+    # (its worker died, lost its connection, or gave it back), so its job may be running.
+    redelivered: bool = Field(default=False, exclude=True)
 
     def encode(self) -> bytes:
         return self.model_dump_json().encode()
@@ -67,6 +71,12 @@ def backoff_ms(settings: Settings, attempt: int) -> int:
     return int(min(delay, settings.retry_backoff_max_s) * 1000)
 
 
+def delivery_limit(settings: Settings) -> int:
+    """Deliveries the main queue allows a message past its first, and the most times a
+    job may be started before a lapsed lease fails it (`worker_crashed`)."""
+    return settings.max_attempts + 2
+
+
 def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames:
     names = queue_names(settings.queue_name)
     channel.queue_declare(queue=names.dlq, durable=True)
@@ -75,7 +85,7 @@ def declare_topology(channel: BlockingChannel, settings: Settings) -> QueueNames
         durable=True,
         arguments={
             "x-queue-type": "quorum",
-            "x-delivery-limit": settings.max_attempts + 2,
+            "x-delivery-limit": delivery_limit(settings),
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": names.dlq,
         },
@@ -134,23 +144,35 @@ class Publisher:
         self._conn = self._connect()
         channel = self._conn.channel()
         declare_topology(channel, self.settings)
+        declare_events(channel, self.settings)
         channel.confirm_delivery()
         self._channel = channel
         return channel
 
     def publish(self, message: JobMessage, *, routing_key: str | None = None) -> None:
-        body = message.encode()
         props = pika.BasicProperties(
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message.job_id
         )
+        self._send("", routing_key or self.names.main, message.encode(), props)
+
+    def publish_event(self, event: JobEvent) -> None:
+        """A job event to the events exchange (routing key: its type), confirmed."""
+        props = pika.BasicProperties(
+            content_type="application/json", delivery_mode=PERSISTENT, message_id=event.id
+        )
+        self._send(self.settings.events_exchange, event.type, event.encode(), props)
+
+    def _send(
+        self, exchange: str, routing_key: str, body: bytes, props: pika.BasicProperties
+    ) -> None:
         with self._lock:
             last: Exception | None = None
             for _ in range(2):
                 try:
                     channel = self._open()
                     channel.basic_publish(
-                        exchange="",
-                        routing_key=routing_key or self.names.main,
+                        exchange=exchange,
+                        routing_key=routing_key,
                         body=body,
                         properties=props,
                         mandatory=True,

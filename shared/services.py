@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlmodel import Session
 
@@ -33,6 +35,7 @@ from shared.models import (
 )
 from shared.queue import Publisher
 from shared.storage import Storage, sanitize_filename
+from shared.webhook_targets import check_webhook_url
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,12 @@ class CreatedJob:
 
 
 def request_hash(job_in: JobCreate) -> str:
-    return hashlib.sha256(job_in.model_dump_json(exclude_none=True).encode()).hexdigest()
+    """Options left at their defaults do not count: a request naming `"format": "mp3"`
+    is the same request as one leaving it out (and as one made before formats existed)."""
+    data = job_in.model_dump(mode="json", exclude_none=True)
+    data["options"] = job_in.options.model_dump(mode="json", exclude_defaults=True)
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def create_job(
@@ -131,6 +139,7 @@ def create_job(
             "That upload already has a job; upload the file again to convert it again.",
             code="upload_already_used",
         )
+    notify = _checked_notify(job_in, settings)
     _check_upload_arrived(storage, upload)
     try:
         # The active-jobs limit is checked and the job inserted while the owner's row is
@@ -144,6 +153,7 @@ def create_job(
                 options=job_in.options.model_dump(exclude_none=True),
                 idempotency_key=idempotency_key,
                 request_hash=digest,
+                notify=notify,
             )
     except ConflictError:
         if idempotency_key:  # a concurrent request with the same key won the race
@@ -157,6 +167,17 @@ def create_job(
         jobs.delete_job(session=session, job_id=job.id)
         raise
     return CreatedJob(job=job, replayed=False)
+
+
+def _checked_notify(job_in: JobCreate, settings: Settings) -> dict[str, Any] | None:
+    """The request's `notify` as given, its webhook URL checked (422 webhook_url_not_allowed)."""
+    if job_in.notify is None:
+        return None
+    if job_in.notify.webhook_url is not None:
+        check_webhook_url(
+            job_in.notify.webhook_url, allow_private=settings.webhook_allow_private_targets
+        )
+    return job_in.notify.model_dump(exclude_unset=True)
 
 
 def _replay(session: Session, user: User, key: str, digest: str) -> CreatedJob | None:

@@ -34,6 +34,7 @@ from minio.error import MinioException, S3Error
 
 from shared.config import Settings
 from shared.errors import StorageError
+from shared.retention import lifecycle_rule
 
 if TYPE_CHECKING:
     from shared.storage_boto import BotoS3
@@ -155,13 +156,22 @@ class Storage:
             key, content_type=content_type, size_bytes=size_bytes, expires_s=expires_s
         )
 
-    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
-        """A GET URL for browsers: public host, attachment named after the original file."""
+    def presign_download(
+        self,
+        key: str,
+        *,
+        filename: str,
+        expires_s: int,
+        extension: str = ".mp3",
+        content_type: str = "audio/mpeg",
+    ) -> str:
+        """A GET URL for browsers: public host, attachment named after the original file
+        with the output format's extension, served as that format's type."""
         return self._boto.presign_get(
             key,
             expires_s=expires_s,
-            content_disposition=content_disposition(download_name(filename)),
-            content_type="audio/mpeg",
+            content_disposition=content_disposition(download_name(filename, extension)),
+            content_type=content_type,
         )
 
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:
@@ -241,10 +251,11 @@ class Storage:
         """Create the bucket if missing and, when ``s3_cors_origins`` lists origins,
         allow browsers to PUT and GET from them (the bucket's CORS rule). With no origins
         the bucket's CORS is left alone: servers such as ``rclone serve s3`` and MinIO set
-        CORS for the whole server instead."""
+        CORS for the whole server instead. A lifecycle rule expires MP3s after
+        ``output_retention_days`` where the server has lifecycle rules (shared/retention.py)."""
         cors = (
             {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE}
             if self.settings.s3_cors_origins
             else None
         )
-        self._boto.ensure_bucket(cors)
+        self._boto.ensure_bucket(cors, lifecycle_rule(self.settings))

@@ -8,9 +8,12 @@ in the API and the start-up set-up step, never in a worker (shared/storage.py sa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
+import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -19,7 +22,20 @@ from shared.errors import StorageError
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import CORSRuleTypeDef
+    from types_boto3_s3.type_defs import CORSRuleTypeDef, LifecycleRuleTypeDef
+
+log = structlog.get_logger("storage")
+# What servers answer to a bucket setting they do not have: NotImplemented (MinIO for
+# CORS), or, from servers that ignore the query string (`rclone serve s3`), the answer to
+# a CreateBucket of a bucket that exists.
+NOT_IMPLEMENTED = frozenset(
+    {"NotImplemented", "501", "BucketAlreadyExists", "BucketAlreadyOwnedByYou"}
+)
+_HINTS = {
+    "cors": "set CORS on the server itself (rclone serve s3 --allow-origin, MinIO's "
+    "MINIO_API_CORS_ALLOW_ORIGIN) so browsers may PUT uploads and GET MP3s",
+    "lifecycle": "the worker's reaper deletes expired MP3s (V2M_OUTPUT_RETENTION_DAYS)",
+}
 
 
 def make_client(settings: Settings, endpoint: str | None) -> S3Client:
@@ -91,9 +107,17 @@ class BotoS3:
             raise StorageError("Could not sign a storage URL.") from exc
         return url
 
-    def ensure_bucket(self, cors_rule: dict[str, Any] | None) -> None:
+    def ensure_bucket(
+        self, cors_rule: dict[str, Any] | None, lifecycle_rule: dict[str, Any] | None = None
+    ) -> None:
         """Create the bucket if missing (a bucket made meanwhile by another process is
-        fine), then set ``cors_rule`` on it when one is given."""
+        fine), then set ``cors_rule`` and ``lifecycle_rule`` on it when given.
+
+        A server without such a bucket setting (``rclone serve s3`` has neither; MinIO
+        sets CORS for the whole server) refuses it (``NOT_IMPLEMENTED``): that is logged
+        and set-up goes on, since the server's own CORS options and the reaper do the
+        same work.
+        """
         try:
             try:
                 self.client.head_bucket(Bucket=self.bucket)
@@ -102,12 +126,31 @@ class BotoS3:
                     raise
                 self._create_bucket()
             if cors_rule is not None:
-                self.client.put_bucket_cors(
-                    Bucket=self.bucket,
-                    CORSConfiguration={"CORSRules": [cast("CORSRuleTypeDef", cors_rule)]},
-                )
+                with _unless_not_implemented("cors", self.bucket):
+                    self.client.put_bucket_cors(
+                        Bucket=self.bucket,
+                        CORSConfiguration={"CORSRules": [cast("CORSRuleTypeDef", cors_rule)]},
+                    )
+            if lifecycle_rule is not None:
+                with _unless_not_implemented("lifecycle", self.bucket):
+                    self._put_lifecycle_rule(lifecycle_rule)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"Could not prepare bucket {self.bucket!r}.") from exc
+
+    def _put_lifecycle_rule(self, rule: dict[str, Any]) -> None:
+        """Set ``rule`` among the bucket's lifecycle rules, replacing the rule of the same
+        ID and keeping the others (a put replaces the bucket's whole configuration)."""
+        try:
+            current = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+            others = [r for r in current.get("Rules", []) if r.get("ID") != rule["ID"]]
+        except ClientError as exc:
+            if _code(exc) != "NoSuchLifecycleConfiguration":
+                raise
+            others = []
+        self.client.put_bucket_lifecycle_configuration(
+            Bucket=self.bucket,
+            LifecycleConfiguration={"Rules": [*others, cast("LifecycleRuleTypeDef", rule)]},
+        )
 
     def _create_bucket(self) -> None:
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
@@ -118,6 +161,25 @@ class BotoS3:
         except ClientError as exc:
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
+
+
+@contextmanager
+def _unless_not_implemented(setting: str, bucket: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if _code(exc) not in NOT_IMPLEMENTED and _status(exc) != 501:
+            raise
+        # Without bucket CORS, browsers are refused unless the server allows them itself:
+        # a warning. Without lifecycle rules the reaper does the same work: information.
+        report = log.warning if setting == "cors" else log.info
+        report(
+            "bucket_setting_not_supported",
+            setting=setting,
+            bucket=bucket,
+            answer=_code(exc) or _status(exc),
+            hint=_HINTS[setting],
+        )
 
 
 def _status(exc: ClientError) -> int | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from shared.errors import QueueError, StorageError
+from shared.events import JobEvent
 from shared.queue import JobMessage
 from shared.storage import ObjectInfo, content_disposition, download_name
 
@@ -57,12 +58,21 @@ class FakeStorage:
         self.presigned_puts[url] = PresignedPut(key=key, headers=dict(headers))
         return url, headers
 
-    def presign_download(self, key: str, *, filename: str, expires_s: int) -> str:
+    def presign_download(
+        self,
+        key: str,
+        *,
+        filename: str,
+        expires_s: int,
+        extension: str = ".mp3",
+        content_type: str = "audio/mpeg",
+    ) -> str:
         self._check()
+        name = download_name(filename, extension)
         query = urlencode(
             {
-                "response-content-disposition": content_disposition(download_name(filename)),
-                "response-content-type": "audio/mpeg",
+                "response-content-disposition": content_disposition(name),
+                "response-content-type": content_type,
                 "X-Amz-Expires": expires_s,
             }
         )
@@ -129,10 +139,11 @@ class FakeStorage:
 
 
 class FakePublisher:
-    """Records published job messages instead of sending them to RabbitMQ."""
+    """Records published job messages and events instead of sending them to RabbitMQ."""
 
     def __init__(self) -> None:
         self.messages: list[JobMessage] = []
+        self.events: list[JobEvent] = []
         self.routing_keys: list[str | None] = []
         self.fail = False
         self.closed = False
@@ -142,6 +153,11 @@ class FakePublisher:
             raise QueueError("The job queue is unavailable.")
         self.messages.append(message)
         self.routing_keys.append(routing_key)
+
+    def publish_event(self, event: JobEvent) -> None:
+        if self.fail:
+            raise QueueError("The job queue is unavailable.")
+        self.events.append(event)
 
     def close_quietly(self) -> None:
         self.closed = True

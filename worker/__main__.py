@@ -78,7 +78,7 @@ def main() -> int:
     if removed:
         log.info("stale_temp_dirs_removed", count=removed)
 
-    ctx = JobContext(settings=settings, engine=engine, storage=storage)
+    ctx = JobContext(settings=settings, engine=engine, storage=storage, events=Publisher(settings))
     consumer = Consumer(settings, functools.partial(handle, ctx=ctx), stop=ctx.stopping)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -47,14 +47,14 @@ log = structlog.get_logger("worker.consumer")
 Handler = Callable[[JobMessage], Outcome]
 
 
-def run_delivery(body: bytes, handler: Handler) -> Outcome:
+def run_delivery(body: bytes, handler: Handler, redelivered: bool = False) -> Outcome:
     """Decode one delivery and hand it to ``handler`` (on a pool thread).
 
     A body that is not a job message goes to the dead-letter queue unhandled; a handler
     that crashes gives its message back rather than losing it.
     """
     try:
-        message = JobMessage.decode(body)
+        message = JobMessage.decode(body).model_copy(update={"redelivered": redelivered})
     except ValueError:
         log.warning("poison_message", size=len(body))
         metrics.DEAD_LETTERED.labels("poison").inc()
@@ -146,7 +146,7 @@ class Consumer:
         log.info("consuming", queue=self._names.main, prefetch=self.settings.worker_concurrency)
         while not self._stop.is_set():
             self._turn()
-            conn.process_data_events(time_limit=0.5)
+            process_events(conn, 0.5)
 
     def _on_message(
         self, channel: BlockingChannel, method: Basic.Deliver, _props: BasicProperties, body: bytes
@@ -155,7 +155,7 @@ class Consumer:
         tag = method.delivery_tag
         conn = self._conn
         assert conn is not None
-        future = self.pool.submit(run_delivery, body, self.handler)
+        future = self.pool.submit(run_delivery, body, self.handler, method.redelivered)
         self._in_flight.add(future)
 
         def done(fut: Future[Outcome]) -> None:
@@ -214,7 +214,7 @@ class Consumer:
                     log.info("draining", running=len(self._in_flight))
                 while self._in_flight and time.monotonic() < deadline:
                     self._turn()
-                    conn.process_data_events(time_limit=0.2)
+                    process_events(conn, 0.2)
                 if self._in_flight:
                     log.warning("drain_timeout", running=len(self._in_flight))
             except (pika.exceptions.AMQPError, OSError):
@@ -226,6 +226,17 @@ class Consumer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.connected.clear()
         log.info("stopped")
+
+
+def process_events(conn: pika.BlockingConnection, time_limit: float) -> None:
+    """Service the connection's I/O; a connection that closes underneath is a lost
+    connection, whichever way pika reports it."""
+    try:
+        conn.process_data_events(time_limit=time_limit)
+    except ValueError as exc:
+        # pika 1.x raises "Timeout closed before call" when a timer is scheduled on a
+        # connection the broker has just closed (seen during broker restarts).
+        raise pika.exceptions.AMQPConnectionError(str(exc)) from exc
 
 
 def _next_attempt(body: bytes) -> bytes:

@@ -1,10 +1,11 @@
-"""One conversion: ffprobe describes the input, ffmpeg converts it, the MP3 is checked
-and uploaded.
+"""One conversion: ffprobe describes the input, ffmpeg converts it, the output is checked,
+its loudness measured, and it is uploaded.
 
 Both read the input from storage through a presigned GET URL, so the temp directory
-holds only the MP3; it is always removed. The input limits are checked from ffprobe's
-JSON before ffmpeg starts (``check_input_limits``): facts never come from ffmpeg's log,
-where a file's metadata is printed verbatim.
+holds only the output; it is always removed. Loudness normalisation takes two passes:
+the first measures the (trimmed, faded) input, the second applies the gain. The input
+limits are checked from ffprobe's JSON before ffmpeg starts (``check_input_limits``):
+facts never come from ffmpeg's log, where a file's metadata is printed verbatim.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from sqlmodel import Session
 from shared import jobs
 from shared.config import Settings
 from shared.errors import MediaError
-from shared.models import JobOptions
+from shared.options import JobOptions, format_info
 from worker import ffmpeg, mp3info, timing
 from worker.context import JobContext
+from worker.ffmpeg import loudness, outputs
 
 log = structlog.get_logger("worker")
 
@@ -37,12 +39,14 @@ class ConvertResult:
     duration_s: float
     bitrate_kbps: int | None
     stream_copy: bool
+    loudness: ffmpeg.Loudness | None = None
 
 
-def output_key(job_id: str, owner_id: str | None = None) -> str:
+def output_key(job_id: str, owner_id: str | None = None, extension: str = ".mp3") -> str:
     """Deterministic, so a redelivered job overwrites rather than duplicates; namespaced
     per owner (outputs/{user}/{job}.mp3)."""
-    return f"outputs/{owner_id}/{job_id}.mp3" if owner_id else f"outputs/{job_id}.mp3"
+    name = f"{job_id}{extension}"
+    return f"outputs/{owner_id}/{name}" if owner_id else f"outputs/{name}"
 
 
 def check_input_limits(probe: ffmpeg.ProbeResult, settings: Settings) -> None:
@@ -53,22 +57,35 @@ def check_input_limits(probe: ffmpeg.ProbeResult, settings: Settings) -> None:
         raise ffmpeg.too_long(probe.duration_s, limit)
 
 
+def check_trim(probe: ffmpeg.ProbeResult, options: JobOptions) -> None:
+    """A trim that starts at or past the input's end leaves nothing to convert."""
+    start = options.trim.start_s if options.trim else None
+    if start is not None and probe.duration_s is not None and start >= probe.duration_s:
+        raise MediaError(
+            f"The trim starts at {start:g} s, but the file is only {probe.duration_s:.2f} s long.",
+            code="trim_out_of_range",
+        )
+
+
 def check_output(
     probe: ffmpeg.ProbeResult,
     result: ffmpeg.ProbeResult,
     stderr_tail: list[str],
     size: int,
     settings: Settings,
+    options: JobOptions | None = None,
 ) -> None:
-    """Refuse an MP3 that is shorter than the input says it is, or that hit the size cap."""
+    """Refuse an output that is shorter than the input says it is, or that hit the size cap."""
     if not result.audio or not size:
         raise MediaError("The file's audio could not be decoded.", code="unsupported_media")
     if size >= settings.max_output_bytes:
         raise MediaError(
-            "The MP3 would be larger than the largest output allowed.", code="output_too_large"
+            "The output would be larger than the largest output allowed.", code="output_too_large"
         )
     mov = probe.format_name.startswith("mov") and probe.audio
     expected = probe.first_audio.duration_s if mov else None
+    if expected is not None and options is not None:
+        expected = outputs.output_duration(options, expected)
     got = result.duration_s or 0.0
     if ffmpeg.looks_truncated(stderr_tail) or (
         expected and got < expected - max(1.0, 0.02 * expected)
@@ -102,15 +119,21 @@ def convert(
         tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{job_id}-", dir=settings.tmp_dir)
     )
     try:
-        out_path = workdir / "out.mp3"
-        stream_copy = ffmpeg.can_stream_copy(input_key, options)
+        info = format_info(options.format)
+        out_path = workdir / f"out{info.extension}"
+        stream_copy = False
         try:
             probe = describe(input_url, settings)
-            run = transcode(input_url, out_path, options, ctx, probe, job_id, token, stream_copy)
+            check_trim(probe, options)
+            stream_copy = ffmpeg.can_stream_copy(probe, options)
+            measured = measure_input(input_url, workdir, options, probe, settings)
+            run = transcode(
+                input_url, out_path, options, ctx, probe, job_id, token, stream_copy, measured
+            )
         except ffmpeg.CopyNotPossible:
-            log.info("stream_copy_not_possible")  # named .mp3, but the audio is not MP3
+            log.info("stream_copy_not_possible")  # the codec ffprobe named would not copy
             stream_copy = False
-            run = transcode(input_url, out_path, options, ctx, probe, job_id, token, stream_copy)
+            run = transcode(input_url, out_path, options, ctx, probe, job_id, token, False, None)
         except MediaError as exc:
             if is_truncated_mp4(exc, input_key, ctx):
                 raise MediaError(
@@ -120,25 +143,60 @@ def convert(
                 ) from exc
             raise
         timing.mark("transcode")
-        # The MP3's own Xing/Info header says what ffprobe would, without another process.
-        result = mp3info.read_xing(out_path) or ffmpeg.probe(
-            settings.ffprobe_bin, str(out_path), restrict_formats=False
-        )
-        check_output(probe, result, run.stderr_tail, out_path.stat().st_size, settings)
+        # An MP3's own Xing/Info header says what ffprobe would, without another process.
+        xing = mp3info.read_xing(out_path) if options.format == "mp3" else None
+        result = xing or ffmpeg.probe(settings.ffprobe_bin, str(out_path), restrict_formats=False)
+        size = out_path.stat().st_size
+        check_output(probe, result, run.stderr_tail, size, settings, options)
         timing.mark("check")
-        key = key or output_key(job_id)
-        ctx.storage.upload_file(str(out_path), key, content_type="audio/mpeg")
+        level = loudness.measure(
+            settings.ffmpeg_bin,
+            str(out_path),
+            workdir,
+            timeout_s=settings.job_timeout_s,
+            memory_mb=settings.ffmpeg_memory_limit_mb,
+        )
+        timing.mark("loudness")
+        key = key or output_key(job_id, extension=info.extension)
+        ctx.storage.upload_file(str(out_path), key, content_type=info.content_type)
         timing.mark("upload")
         bitrate = result.first_audio.bit_rate or result.bit_rate
         return ConvertResult(
             key=key,
-            size_bytes=out_path.stat().st_size,
+            size_bytes=size,
             duration_s=round(result.duration_s or 0.0, 3),
             bitrate_kbps=round(bitrate / 1000) if bitrate else None,
             stream_copy=stream_copy,
+            loudness=level,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_input(
+    input_url: str,
+    workdir: Path,
+    options: JobOptions,
+    probe: ffmpeg.ProbeResult,
+    settings: Settings,
+) -> ffmpeg.Loudness | None:
+    """The first pass of normalisation: the loudness of the part of the input kept, as
+    the second pass will see it (trimmed and faded); None when nothing asks for it."""
+    if options.normalize is None:
+        return None
+    duration = outputs.output_duration(options, probe.duration_s)
+    measured = loudness.measure(
+        settings.ffmpeg_bin,
+        input_url,
+        workdir,
+        before_input=outputs.trim_args(options),
+        filters=outputs.fade_filters(options, duration),
+        timeout_s=settings.job_timeout_s,
+        memory_mb=settings.ffmpeg_memory_limit_mb,
+    )
+    timing.mark("measure")
+    log.info("input_loudness_measured", loudness=measured)
+    return measured
 
 
 def describe(input_url: str, settings: Settings) -> ffmpeg.ProbeResult:
@@ -166,6 +224,7 @@ def transcode(
     job_id: str,
     token: str | None,
     stream_copy: bool,
+    measured: ffmpeg.Loudness | None,
 ) -> ffmpeg.Transcoded:
     """Run ffmpeg under the job's CPU-time and address-space limits, writing progress."""
     settings = ctx.settings
@@ -176,6 +235,8 @@ def transcode(
         options,
         stream_copy=stream_copy,
         max_output_bytes=settings.max_output_bytes,
+        probe=probe,
+        measured=measured,
     )
 
     def report(percent: int) -> None:
@@ -190,7 +251,7 @@ def transcode(
     return ffmpeg.run_transcode(
         argv,
         on_progress=report,
-        duration_s=probe.duration_s,
+        duration_s=outputs.output_duration(options, probe.duration_s),
         max_duration_s=settings.max_media_duration_s,
         timeout_s=settings.job_timeout_s,
         progress_interval_s=settings.progress_interval_s,

@@ -6,7 +6,10 @@
     python -m worker.dlq purge-poison         drop messages that are not job messages
 
 Replaying resets the job's attempts and gives it a new dispatch token, then acks the dead
-letter. Messages are read with basic_get without ack: whatever is not replayed or dropped
+letter. A letter is replayed when its job failed, or is still queued (its message was
+dead-lettered while the job waited, e.g. during a database outage); it is dropped only when
+its job completed or no longer exists, and left in place while its job is processing.
+Messages are read with basic_get without ack: whatever is not replayed or dropped
 returns to the dead-letter queue when the channel closes.
 """
 
@@ -107,15 +110,18 @@ def main(argv: list[str] | None = None) -> int:
                 if message is None or not (args.all or message.job_id in args.job_ids):
                     continue
                 job = session.get(Job, message.job_id)
-                if job is None or job.status != JobStatus.failed:
-                    # Nothing to replay: unknown, already completed, or already back in the queue.
-                    channel.basic_ack(letter.tag)
+                if job is None or job.status == JobStatus.completed:
+                    channel.basic_ack(letter.tag)  # nothing left to do for it
+                    continue
+                if job.status == JobStatus.processing:
+                    # Running, or its lease will lapse and the reaper puts it back.
+                    print(f"left {job.id}: still processing")
                     continue
                 replayed = dispatch.redispatch(
                     session=session,
                     publisher=publisher,
                     job_id=job.id,
-                    expect_status=JobStatus.failed,
+                    expect_status=JobStatus(job.status),
                     older_than=utcnow() + timedelta(seconds=1),
                     reset_attempts=True,
                 )

@@ -3,9 +3,15 @@
 - A job said to be "processing" whose lease was not renewed (its worker died or hung) is
   put back: new dispatch token, status queued, a fresh message published. The broker's
   own redelivery of the old message, if any, carries the old token and is ignored.
+  One already started `delivery_limit` times fails with `worker_crashed` instead: a job
+  that kills every worker that runs it ends rather than looping.
 - A queued job whose message the broker never confirmed (the API died between insert and
   publish) is published.
+- A queued job published `unclaimed_after_s` ago and never claimed since (its message was
+  dead-lettered during a database outage, or purged) is published again, same token.
 - Uploads never used for a job are deleted (object and row) once their URL has expired.
+- Retention (worker/retention.py): expired MP3s and the inputs of finished jobs are
+  deleted, and their job rows marked.
 
 Each step claims rows with a guarded UPDATE, so two workers never redispatch the same job.
 A failed publish leaves the job queued and unpublished: the next pass sends it.
@@ -25,8 +31,9 @@ from shared import dispatch, jobs, uploads
 from shared.config import Settings
 from shared.errors import AppError
 from shared.models import JobStatus, utcnow
-from shared.queue import Publisher
+from shared.queue import Publisher, delivery_limit
 from shared.storage import Storage
+from worker import retention
 
 log = structlog.get_logger("worker.reaper")
 
@@ -61,11 +68,19 @@ class Reaper:
 
     def run_once(self) -> dict[str, int]:
         now = utcnow()
-        counts = {"stale": 0, "unpublished": 0, "uploads_removed": 0}
+        counts = {"stale": 0, "crashed": 0, "unpublished": 0, "unclaimed": 0, "uploads_removed": 0}
         with Session(self.engine) as session:
             lease_cutoff = now - timedelta(seconds=self.settings.job_lease_s)
             for job_id in jobs.stale_processing(session=session, older_than=lease_cutoff):
-                if dispatch.redispatch(
+                if jobs.fail_crashed(
+                    session=session,
+                    job_id=job_id,
+                    older_than=lease_cutoff,
+                    max_runs=delivery_limit(self.settings),
+                ):
+                    counts["crashed"] += 1
+                    log.warning("crashed_job_failed", job_id=job_id)
+                elif dispatch.redispatch(
                     session=session,
                     publisher=self.publisher,
                     job_id=job_id,
@@ -85,10 +100,25 @@ class Reaper:
                 ):
                     counts["unpublished"] += 1
                     log.warning("unpublished_job_published", job_id=job_id)
+            unclaimed_cutoff = now - timedelta(seconds=self.settings.unclaimed_after_s)
+            for job_id in jobs.unclaimed(session=session, older_than=unclaimed_cutoff):
+                if dispatch.republish(
+                    session=session,
+                    publisher=self.publisher,
+                    job_id=job_id,
+                    older_than=unclaimed_cutoff,
+                ):
+                    counts["unclaimed"] += 1
+                    log.warning("unclaimed_job_republished", job_id=job_id)
             for upload in uploads.expired_unused_uploads(session=session, now=now):
                 self.storage.delete(upload.key)
                 uploads.delete_upload(session=session, upload_id=upload.id)
                 counts["uploads_removed"] += 1
+            counts.update(
+                retention.sweep(
+                    session=session, storage=self.storage, settings=self.settings, now=now
+                )
+            )
         if counts["uploads_removed"]:
             log.info("expired_uploads_removed", count=counts["uploads_removed"])
         return counts

@@ -19,10 +19,26 @@ from api.deps import EngineDep, PublisherDep, SessionDep, SettingsDep, StorageDe
 from api.errors import error_body, error_responses
 from api.metrics import JOBS_CREATED
 from api.streams import StreamSlots
-from shared import jobs, listing, services
+from shared import jobs, listing, retention, services
 from shared.config import Settings
-from shared.errors import AuthError, ConflictError, NotFoundError, QueueError, RateLimitError
-from shared.models import TERMINAL_STATUSES, JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.errors import (
+    AuthError,
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    QueueError,
+    RateLimitError,
+)
+from shared.models import (
+    TERMINAL_STATUSES,
+    JobCreate,
+    JobPublic,
+    JobsPublic,
+    JobStatus,
+    output_expired,
+    utcnow,
+)
+from shared.options import format_info
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = structlog.get_logger("api.jobs")
@@ -43,7 +59,7 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=JobPublic,
     responses=error_responses(401, 404, 409, 410, 422, 429, 503),
-    summary="Convert an uploaded file to MP3",
+    summary="Convert an uploaded file (MP3 unless another format is asked)",
 )
 def create_job(
     body: JobCreate,
@@ -110,7 +126,10 @@ def list_jobs(
     summary="Get a job",
 )
 def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
-    """Status, progress (0..100), output facts when completed, error when failed."""
+    """Status, progress (0..100), output facts when completed, error when failed.
+
+    A completed job's `output.expires_at` says until when its MP3 can be downloaded;
+    `output.expired` is true once it is gone."""
     return JobPublic.from_job(jobs.get_job(session=session, job_id=job_id, owner_id=user.id))
 
 
@@ -119,10 +138,10 @@ def get_job(job_id: str, session: SessionDep, user: CurrentUser) -> JobPublic:
     status_code=307,
     response_class=RedirectResponse,
     responses={
-        307: {"description": "Redirect to a short-lived presigned URL of the MP3."},
-        **error_responses(401, 404, 409, 422),
+        307: {"description": "Redirect to a short-lived presigned URL of the output file."},
+        **error_responses(401, 404, 409, 410, 422),
     },
-    summary="Download the MP3",
+    summary="Download the output (MP3 unless another format was asked)",
 )
 def download(
     job_id: str,
@@ -131,7 +150,13 @@ def download(
     settings: SettingsDep,
     user: CurrentUserOrQueryToken,
 ) -> RedirectResponse:
-    """Redirects to the MP3, named after the original file (`<stem>.mp3`)."""
+    """Redirects to the output, named after the original file with the format's
+    extension (`<stem>.mp3`, `<stem>.m4a`, ...) and served with the format's Content-Type.
+
+    An output is kept for `V2M_OUTPUT_RETENTION_DAYS` after its job completed (7 days
+    unless the deployment sets otherwise; the job's `output.expires_at` gives the date).
+    Once it is gone, this answers 410 `output_expired`; the job stays listed.
+    """
     job = jobs.get_job(session=session, job_id=job_id, owner_id=user.id)
     if job.status != JobStatus.completed or not job.output_key:
         message = (
@@ -140,10 +165,34 @@ def download(
             else f"The job is {job.status}; the MP3 can be downloaded once it is completed."
         )
         raise ConflictError(message, code="not_ready")
+    if output_expired(job) or storage.stat(job.output_key) is None:
+        retention.mark_output_expired(session=session, job_id=job.id, now=utcnow())
+        raise GoneError(
+            "The MP3 is no longer kept: downloads last "
+            f"{_days(settings.output_retention_days)} after the conversion. Convert the file "
+            "again to get a new one.",
+            code="output_expired",
+        )
+    info = format_info(job.options.get("format"))
     url = storage.presign_download(
-        job.output_key, filename=job.input_filename, expires_s=settings.download_url_expires_s
+        job.output_key,
+        filename=job.input_filename,
+        expires_s=settings.download_url_expires_s,
+        extension=info.extension,
+        content_type=info.content_type,
     )
     return RedirectResponse(url, status_code=307)
+
+
+def _days(days: float) -> str:
+    """A retention period as people say it: "7 days", "12 hours", "90 seconds"."""
+    seconds = days * 86400
+    unit, size = next(
+        ((u, n) for u, n in (("day", 86400), ("hour", 3600), ("minute", 60)) if seconds >= n),
+        ("second", 1),
+    )
+    count = round(seconds / size, 1) if size > 1 else max(1, round(seconds))
+    return f"{count:g} {unit}" + ("" if count == 1 else "s")
 
 
 @router.get(

@@ -19,7 +19,9 @@ import yaml
 from tests.deploy import REPO_ROOT, schema_path
 
 COMPOSE_FILES = ["docker-compose.yaml", "docker-compose.locust.yml"]
-OWN_SERVICES = {"api", "worker", "frontend"}
+OWN_SERVICES = {"api", "worker", "frontend", "notifier"}
+#: Services that run another service's image (same build, another command).
+IMAGE_OF = {"notifier": "api"}
 INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET")
 
@@ -125,7 +127,8 @@ def test_own_images_build_from_the_repository_root() -> None:
     for name in OWN_SERVICES:
         build = services()[name]["build"]
         assert build["context"] == "."
-        assert (REPO_ROOT / build["dockerfile"]) == REPO_ROOT / name / "Dockerfile"
+        image_dir = IMAGE_OF.get(name, name)
+        assert (REPO_ROOT / build["dockerfile"]) == REPO_ROOT / image_dir / "Dockerfile"
 
 
 def test_api_and_worker_share_one_configuration() -> None:
@@ -280,3 +283,13 @@ def test_locust_uses_the_load_test_locustfile() -> None:
         host_dir, container_dir, _ = mount.split(":")
         assert locustfile.parent == Path(container_dir)
         assert Path(host_dir) / locustfile.name == Path("tests/load/locustfile.py")
+
+
+def test_notifier_runs_the_api_image_with_the_shared_configuration_and_mailpit() -> None:
+    notifier, api = services()["notifier"], services()["api"]
+    assert notifier["image"] == api["image"]
+    assert notifier["command"] == ["python", "-m", "notifier"]
+    for key, value in api["environment"].items():
+        assert notifier["environment"][key] == value
+    assert "mailpit:1025" in notifier["environment"]["V2M_SMTP_URL"]
+    assert notifier["depends_on"]["mailpit"]["condition"] == "service_healthy"

@@ -575,6 +575,7 @@ def test_metrics_pods_carry_prometheus_annotations(overlay: str) -> None:
     for kind, name in (
         ("Deployment", "api"),
         ("Deployment", "worker"),
+        ("Deployment", "notifier"),
         ("StatefulSet", "rabbitmq"),
     ):
         template = one(docs, kind, name)["spec"]["template"]
@@ -598,6 +599,7 @@ def test_operator_monitors_ship_only_where_the_operator_is_expected() -> None:
     assert monitors("production") == {
         "ServiceMonitor/api",
         "PodMonitor/worker",
+        "PodMonitor/notifier",
         "ServiceMonitor/rabbitmq",
         "PrometheusRule/video2mp3",
     }
@@ -680,8 +682,9 @@ def allowed_sources(docs: tuple[Doc, ...], target: str, port: int) -> set[str]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policies_allow_exactly_the_flows_that_exist(overlay: str) -> None:
     docs = render(overlay)
-    assert allowed_sources(docs, "postgres", 5432) == {"api", "worker"}
-    assert allowed_sources(docs, "rabbitmq", 5672) == {"api", "worker"}
+    assert allowed_sources(docs, "postgres", 5432) == {"api", "worker", "notifier"}
+    assert allowed_sources(docs, "rabbitmq", 5672) == {"api", "worker", "notifier"}
+    assert allowed_sources(docs, "notifier", 9101) == {"ns:monitoring"}
     assert allowed_sources(docs, "rabbitmq", 15672) == {"ns:keda"}
     assert allowed_sources(docs, "storage", 9000) == {"api", "worker", "ns:ingress-nginx"}
     assert allowed_sources(docs, "api", 8000) == {"frontend", "ns:ingress-nginx", "ns:monitoring"}
@@ -775,3 +778,30 @@ def test_reapplying_after_a_config_change_leaves_every_job_template_unchanged(
     assert before.keys() == after.keys()
     for name, job in before.items():
         assert job["spec"]["template"] == after[name]["spec"]["template"], f"Job/{name}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_notifier_runs_the_api_image_and_reaches_only_public_addresses_outside(
+    overlay: str,
+) -> None:
+    docs = render(overlay)
+    notifier = one(docs, "Deployment", "notifier")["spec"]["template"]["spec"]["containers"][0]
+    api = one(docs, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
+    assert notifier["image"] == api["image"]
+    assert notifier["command"] == ["python", "-m", "notifier"]
+    policy = one(docs, "NetworkPolicy", "notifier")
+    blocks = [
+        peer["ipBlock"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    ]
+    assert len(blocks) == 1
+    for private in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+    ):
+        assert private in blocks[0]["except"]

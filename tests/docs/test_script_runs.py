@@ -36,13 +36,19 @@ def restarted_workers(stack: Stack) -> Iterator[list[Proc]]:
     stop = threading.Event()
     replaced: list[Proc] = []
 
+    def sweep() -> None:
+        for proc in list(stack.procs):
+            if proc.name.startswith("worker") and proc.popen.poll() is not None:
+                if proc not in replaced:
+                    replaced.append(proc)
+                    try:
+                        stack.start_worker()
+                    except AssertionError:
+                        pass  # killed while it started: the next sweep replaces it
+
     def supervise() -> None:
         while not stop.wait(0.2):
-            for proc in list(stack.procs):
-                if proc.name.startswith("worker") and proc.popen.poll() is not None:
-                    if proc not in replaced:
-                        replaced.append(proc)
-                        stack.start_worker()
+            sweep()
 
     thread = threading.Thread(target=supervise, daemon=True)
     thread.start()
@@ -51,6 +57,7 @@ def restarted_workers(stack: Stack) -> Iterator[list[Proc]]:
     finally:
         stop.set()
         thread.join()
+        sweep()  # a kill in the run's last moments
 
 
 def table(output: str) -> dict[str, str]:

@@ -260,6 +260,21 @@ class Stack:
         assert proc.popen.poll() is None, proc.log_path.read_text()
         return proc
 
+    def start_notifier(self, **env: str) -> Proc:
+        n = sum(1 for p in self.procs if p.name.startswith("notifier"))
+        proc = self._spawn(
+            f"notifier-{n}",
+            [sys.executable, "-m", "notifier"],
+            {"V2M_NOTIFIER_METRICS_PORT": str(free_port()), **env},
+        )
+        wait_for(
+            lambda: bool(proc.events("notifier_consuming")) or proc.popen.poll() is not None,
+            30,
+            "the notifier to consume",
+        )
+        assert proc.popen.poll() is None, proc.log_path.read_text()
+        return proc
+
     @property
     def api_key(self) -> str:
         return self.env["V2M_DEV_API_KEY"]
@@ -334,12 +349,14 @@ class Stack:
         options: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         api_key: str | None = None,
+        notify: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body: dict[str, Any] = {"upload_id": upload_id, "options": options or {}}
+        if notify is not None:
+            body["notify"] = notify
         with self.client(api_key) as api:
-            resp = api.post(
-                "/v1/jobs", json={"upload_id": upload_id, "options": options or {}}, headers=headers
-            )
+            resp = api.post("/v1/jobs", json=body, headers=headers)
         assert resp.status_code == 202, resp.text
         job: dict[str, Any] = resp.json()
         return job
@@ -414,7 +431,7 @@ class Stack:
         self._delete_bucket()
 
     def _delete_queues(self) -> None:
-        names = [self.queue, f"{self.queue}.dlq"] + [
+        names = [self.queue, f"{self.queue}.dlq", self.env["V2M_NOTIFY_QUEUE_NAME"]] + [
             f"{self.queue}.retry.{i}" for i in range(1, 10)
         ]
         try:
@@ -428,6 +445,9 @@ class Stack:
                     channel.queue_delete(queue=name)
                 except Exception:
                     pass
+            conn.channel().exchange_delete(exchange=self.env["V2M_EVENTS_EXCHANGE"])
+        except Exception:
+            pass
         finally:
             if conn.is_open:
                 conn.close()
@@ -464,6 +484,8 @@ def new_stack(
         "V2M_DATABASE_URL": database_url or f"sqlite:///{workdir / 'video2mp3.db'}",
         "V2M_AMQP_URL": amqp_url,
         "V2M_QUEUE_NAME": f"test-transcode-{suffix}",
+        "V2M_EVENTS_EXCHANGE": f"test-events-{suffix}",
+        "V2M_NOTIFY_QUEUE_NAME": f"test-notify-{suffix}",
         "V2M_S3_ENDPOINT_URL": s3_endpoint,
         "V2M_S3_BUCKET": f"test-{suffix}",
         "V2M_S3_ACCESS_KEY": S3_KEY,

@@ -106,6 +106,7 @@ def test_mp3_input_without_changes_is_stream_copied(
     worker = next(p for p in shared_stack.procs if p.name.startswith("worker"))
     done = [e for e in worker.events("job_completed") if e.get("job_id") == job["id"]]
     assert done and done[0]["stream_copy"] is True
+    assert job["output"]["encoded"] is False
 
 
 def test_upload_named_mp3_that_is_not_mp3_is_converted(

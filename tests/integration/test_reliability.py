@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.queue import delivery_limit
 from tests.integration.broker import DedicatedBroker
 from tests.integration.conftest import Stack, StackFactory, free_port, wait_for
+from tests.unit.conftest import make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +64,8 @@ def test_transient_failure_retries_with_growing_delays_then_dead_letters_and_rep
 def test_worker_killed_mid_encode_repeatedly_still_yields_one_mp3(
     make_stack: StackFactory, sample: Callable[[str], Path]
 ) -> None:
-    stack = make_stack(workers=1, heartbeat_interval_s="1", job_lease_s="30")
+    # The redelivered message takes the job over once the killed run's lease lapses.
+    stack = make_stack(workers=1, heartbeat_interval_s="1", job_lease_s="5")
     job = stack.create_job(stack.upload(sample("long_audio"), "lecture.m4a", "audio/mp4"))
     for round_no in range(3):
         worker = [p for p in stack.procs if p.name.startswith("worker")][-1]
@@ -81,6 +84,39 @@ def test_worker_killed_mid_encode_repeatedly_still_yields_one_mp3(
     assert final["attempts"] == 4
     assert stack.output_keys() == [stack.output_key(job["id"])]
     wait_for(lambda: not list((stack.workdir / "tmp").iterdir()), 10, "temp files to be removed")
+
+
+def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
+    make_stack: StackFactory, sample: Callable[[str], Path]
+) -> None:
+    # Given a job whose every run dies with its worker (SIGKILL mid-encode, a worker
+    # started again each time, as an orchestrator would)
+    settings = {"heartbeat_interval_s": "0.5", "job_lease_s": "3", "reaper_interval_s": "1"}
+    stack = make_stack(workers=1, max_attempts="1", **settings)
+    limit = delivery_limit(make_settings(max_attempts=1))
+    job = stack.create_job(stack.upload(sample("long_audio"), "lecture.m4a", "audio/mp4"))
+    for run in range(1, 3 * limit):
+        worker = [p for p in stack.procs if p.name.startswith("worker")][-1]
+
+        def running_or_failed(attempt: int = run) -> bool:
+            got = stack.get_job(job["id"])
+            return bool(
+                got["status"] == "failed" or (got["attempts"] == attempt and got["progress"] > 0)
+            )
+
+        wait_for(running_or_failed, 60, f"run {run} to start")
+        if stack.get_job(job["id"])["status"] == "failed":
+            break
+        worker.popen.send_signal(signal.SIGKILL)
+        worker.popen.wait(timeout=10)
+        stack.start_worker()
+
+    # Then it ends failed with worker_crashed after as many runs as the queue's delivery
+    # limit allows a message, rather than being put back for ever
+    final = stack.wait_finished(job["id"], timeout=60)
+    assert (final["status"], final["error"]["code"]) == ("failed", "worker_crashed"), final
+    assert final["attempts"] == limit
+    assert stack.output_keys() == []
 
 
 def test_hung_worker_loses_its_lease_and_the_job_completes_elsewhere(

@@ -23,6 +23,8 @@ import botocore.auth
 import httpx
 import minio.time
 import pytest
+import structlog
+import structlog.testing
 
 from shared.config import Settings
 from shared.errors import StorageError
@@ -313,6 +315,28 @@ def test_ensure_bucket_is_idempotent_and_ping_sees_the_bucket(storage: Storage) 
     storage.ensure_bucket()  # already there (the fixture made it): nothing changes
 
     storage.ping()
+
+
+def test_bucket_settings_the_server_lacks_are_warned_about_and_set_up_goes_on(
+    s3_endpoint: str,
+) -> None:
+    # rclone serve s3 has neither bucket CORS nor lifecycle rules
+    bucket = f"setup-{uuid.uuid4().hex[:10]}"
+    store = Storage(settings_for(s3_endpoint, bucket, s3_cors_origins=["http://127.0.0.1:8000"]))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            store.ensure_bucket()
+            store.ensure_bucket()
+        store.ping()
+    finally:
+        store.client.remove_bucket(bucket)
+    warned = [e for e in logs if e["event"] == "bucket_setting_not_supported"]
+    assert [e["setting"] for e in warned] == ["cors", "lifecycle"] * 2
+    assert all(e["hint"] for e in warned)
+    assert {e["setting"]: e["log_level"] for e in warned} == {
+        "cors": "warning",
+        "lifecycle": "info",
+    }
 
 
 def test_a_missing_bucket_is_a_storage_error(s3_endpoint: str, tmp_path: Path) -> None:

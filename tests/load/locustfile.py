@@ -175,6 +175,14 @@ class JourneyError(Exception):
     pass
 
 
+def _error_code(resp: Any) -> str | None:
+    try:
+        code = resp.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(code)
+
+
 # --------------------------------------------------------------------------- users
 
 
@@ -268,6 +276,10 @@ class ConvertingUser(HttpUser):
             name="GET /v1/jobs/{id}/events (until finished)",
             catch_response=True,
         ) as resp:
+            if resp.status_code == 429 and _error_code(resp) == "too_many_streams":
+                # The key's streams are all taken: poll instead, as the page does.
+                resp.success()
+                return self.poll(job_id, auth, deadline)
             if resp.status_code != 200:
                 resp.failure(f"events: {resp.status_code}")
                 raise JourneyError(f"events answered {resp.status_code}")
@@ -280,6 +292,22 @@ class ConvertingUser(HttpUser):
                 if time.monotonic() > deadline:
                     break
             resp.success()
+        return self.finished(job_id, job)
+
+    def poll(self, job_id: str, auth: dict[str, str], deadline: float) -> dict[str, Any]:
+        """Read the job once a second until it ends; the last job seen."""
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            resp = self.client.get(f"/v1/jobs/{job_id}", headers=auth, name="GET /v1/jobs/{id}")
+            job = resp.json() if resp.status_code == 200 else job
+            if job.get("status") in TERMINAL:
+                break
+            time.sleep(1)
+        return self.finished(job_id, job)
+
+    @staticmethod
+    def finished(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
+        """The job, or JourneyError when it did not complete."""
         if job.get("status") != "completed":
             raise JourneyError(
                 f"job {job_id} ended {job.get('status', 'unknown')}: {job.get('error')}"

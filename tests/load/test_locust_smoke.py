@@ -28,7 +28,11 @@ def test_locust_smoke_run_has_no_failures_and_completes_every_job(
     # Given the real stack: API, two workers, RabbitMQ, rclone's S3 server, ffmpeg
     # (all users share the stack's one API key: per-user limits must not get in the way)
     stack = make_stack(
-        workers=2, uploads_per_minute="100000", max_active_jobs="100000", bytes_per_day=str(10**15)
+        workers=2,
+        uploads_per_minute="100000",
+        max_active_jobs="100000",
+        bytes_per_day=str(10**15),
+        events_streams_per_user=str(USERS),
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     key = stack.env.get("V2M_DEV_API_KEY")

@@ -4,7 +4,8 @@ metric names that may be queried.
 The known metric names are built from three sources, never typed in by hand for our own
 metrics:
 
-- our registries: everything ``api.metrics`` and ``worker.metrics`` register in
+- our registries: everything ``api.metrics``, ``worker.metrics`` and ``notifier.metrics``
+  register in
   prometheus-client's default registry (which also holds the process_* and python_*
   collectors both components export);
 - RabbitMQ: ``rabbitmq_metrics.txt`` beside this file, the names from RabbitMQ's
@@ -174,6 +175,7 @@ def _series_names(family_name: str, kind: str) -> set[str]:
 def registry_metric_names() -> set[str]:
     """Every series name our code's registries can export (families without samples too)."""
     import api.metrics  # noqa: F401  (registers the API's metrics)
+    import notifier.metrics  # noqa: F401  (registers the notifier's metrics)
     import worker.metrics  # noqa: F401  (registers the worker's metrics)
 
     names: set[str] = set()

@@ -33,7 +33,7 @@ def sample_value(name: str, labels: dict[str, str] | None = None) -> float:
 
 def test_names_are_prefixed_in_base_units_and_counters_end_in_total() -> None:
     for family in our_families():
-        assert re.fullmatch(r"v2m_(api|worker)_[a-z0-9_]+", family.name), family.name
+        assert re.fullmatch(r"v2m_(api|worker|notifier)_[a-z0-9_]+", family.name), family.name
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
         if family.type == "histogram":

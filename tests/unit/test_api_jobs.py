@@ -125,6 +125,14 @@ def test_job_is_accepted_with_202_and_the_contract_shape(
         "quality": None,
         "sample_rate_hz": None,
         "channels": None,
+        # Output options added since v1 shipped, at defaults that keep its MP3 behaviour.
+        "format": "mp3",
+        "trim": None,
+        "normalize": None,
+        "tags": None,
+        "cover": "source",
+        "cover_at_s": None,
+        "chapters": True,
     }
     assert job["output"] is None
     assert job["error"] is None
@@ -166,6 +174,16 @@ def test_created_job_can_be_read_back(client: TestClient, uploaded: UploadFactor
         {"channels": 1},
         {"channels": 2},
         {"bitrate_kbps": 128, "sample_rate_hz": 44100, "channels": 2},
+        {"format": "m4a", "bitrate_kbps": 128, "sample_rate_hz": 48000},
+        {"format": "opus", "bitrate_kbps": 96, "channels": 1},
+        {"format": "flac", "sample_rate_hz": 44100},
+        {"format": "wav", "channels": 1},
+        {"format": "mp4", "bitrate_kbps": 160},
+        {"trim": {"start_s": 1.5, "end_s": 30, "fade_in_s": 1, "fade_out_s": 2}},
+        {"normalize": {"target_lufs": -16, "true_peak_db": -1.5}},
+        {"tags": {"title": "Episode 12", "artist": "Ada", "track": "3/12"}},
+        {"format": "flac", "cover": "frame", "cover_at_s": 4},
+        {"cover": "none", "chapters": False},
     ],
 )
 def test_valid_options_are_accepted(
@@ -174,8 +192,59 @@ def test_valid_options_are_accepted(
     response = post_job(client, uploaded(), options)
 
     assert response.status_code == 202, response.text
-    returned = {k: v for k, v in response.json()["options"].items() if v is not None}
-    assert returned == options
+    defaults = {"format": "mp3", "cover": "source", "chapters": True}
+    returned = {
+        k: v
+        for k, v in response.json()["options"].items()
+        if v is not None and defaults.get(k, object()) != v
+    }
+    expected = {k: v for k, v in options.items() if defaults.get(k, object()) != v}
+    for value in returned.values():
+        if isinstance(value, dict):  # nested options come back with their defaults filled
+            for key in [k for k, v in value.items() if v is None]:
+                del value[key]
+    if "normalize" in options:
+        assert returned["normalize"] == options["normalize"]
+    assert returned == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        pytest.param({"format": "flac", "quality": 2}, "quality", id="quality-with-flac"),
+        pytest.param({"format": "m4a", "quality": 2}, "quality", id="quality-with-m4a"),
+        pytest.param({"format": "wav", "bitrate_kbps": 128}, "bitrate_kbps", id="bitrate-wav"),
+        pytest.param({"format": "flac", "bitrate_kbps": 128}, "bitrate_kbps", id="bitrate-flac"),
+        pytest.param(
+            {"format": "opus", "sample_rate_hz": 44100}, "sample_rate_hz", id="rate-with-opus"
+        ),
+        pytest.param({"format": "wav", "cover": "frame"}, "cover", id="cover-frame-wav"),
+        pytest.param({"cover": "none", "cover_at_s": 3}, "cover_at_s", id="cover-at-not-frame"),
+        pytest.param({"trim": {"start_s": 10, "end_s": 5}}, "start_s", id="trim-backwards"),
+        pytest.param({"trim": {"start_s": -1}}, "start_s", id="trim-negative"),
+        pytest.param({"normalize": {"target_lufs": -40}}, "target_lufs", id="target-too-low"),
+        pytest.param({"normalize": {"target_lufs": -3}}, "target_lufs", id="target-too-high"),
+        pytest.param({"normalize": {}}, "target_lufs", id="normalize-without-target"),
+        pytest.param({"tags": {"title": "a\u0000b"}}, "title", id="tag-with-nul"),
+        pytest.param({"tags": {"track": "three"}}, "track", id="track-not-a-number"),
+        pytest.param({"tags": {"lyrics": "x"}}, "lyrics", id="unknown-tag"),
+        pytest.param({"format": "ogg"}, "format", id="unknown-format"),
+    ],
+)
+def test_nonsensical_output_options_are_a_422_naming_the_field(
+    client: TestClient,
+    uploaded: UploadFactory,
+    publisher: FakePublisher,
+    options: dict[str, Any],
+    field: str,
+) -> None:
+    response = post_job(client, uploaded(), options)
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert field in error["message"]
+    assert publisher.messages == []
 
 
 @pytest.mark.parametrize(
@@ -343,13 +412,25 @@ def test_completed_job_shows_output_and_progress_100(
     client: TestClient, uploaded: UploadFactory, engine: Engine
 ) -> None:
     job_id = post_job(client, uploaded()).json()["id"]
-    finish(engine, job_id)
+    expires_at = datetime.now(UTC) + timedelta(days=7)
+    finish(engine, job_id, expires_at=expires_at)
 
     job = client.get(f"/v1/jobs/{job_id}").json()
 
     assert job["status"] == "completed"
     assert job["progress"] == 100
-    assert job["output"] == {"size_bytes": 3000, "duration_s": 12.5, "bitrate_kbps": 192}
+    output = job["output"]
+    assert datetime.fromisoformat(output.pop("expires_at")) == expires_at
+    assert output == {
+        "size_bytes": 3000,
+        "duration_s": 12.5,
+        "bitrate_kbps": 192,
+        "expired": False,
+        "format": "mp3",
+        "encoded": True,
+        "loudness_lufs": -16.2,
+        "true_peak_db": -1.4,
+    }
     assert job["error"] is None
     assert job["started_at"] is not None and job["finished_at"] is not None
 
@@ -528,16 +609,29 @@ def test_bad_list_query_is_422(client: TestClient, params: dict[str, Any]) -> No
 # --------------------------------------------------------------------------- download
 
 
-def finish(engine: Engine, job_id: str) -> None:
+def finish(
+    engine: Engine,
+    job_id: str,
+    storage: FakeStorage | None = None,
+    expires_at: datetime | None = None,
+) -> None:
+    """Complete the job as a worker does: its MP3 stored (when ``storage`` is given)."""
+    key = f"outputs/{job_id}.mp3"
+    if storage is not None:
+        storage.put(key, b"\xff\xfb" * 1500, "audio/mpeg")
     with Session(engine) as session:
         assert jobs.start_attempt(session=session, job_id=job_id) is not None
         assert jobs.complete(
             session=session,
             job_id=job_id,
-            output_key=f"outputs/{job_id}.mp3",
+            output_key=key,
             size_bytes=3000,
             duration_s=12.5,
             bitrate_kbps=192,
+            expires_at=expires_at or datetime.now(UTC) + timedelta(days=7),
+            encoded=True,
+            loudness_lufs=-16.2,
+            true_peak_db=-1.4,
         )
 
 
@@ -582,7 +676,7 @@ def test_download_of_completed_job_redirects_307_to_mp3_named_after_the_input(
 ) -> None:
     # Given a job whose worker has finished
     job_id = post_job(client, uploaded(filename="Holiday in Rome.mov")).json()["id"]
-    finish(engine, job_id)
+    finish(engine, job_id, storage)
 
     # When the MP3 is asked for
     response = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False)
@@ -594,3 +688,49 @@ def test_download_of_completed_job_redirects_307_to_mp3_named_after_the_input(
     disposition = storage.query_of(location)["response-content-disposition"][0]
     assert 'filename="Holiday_in_Rome.mp3"' in disposition
     assert "filename*=UTF-8''Holiday%20in%20Rome.mp3" in disposition
+
+
+@pytest.mark.parametrize(
+    ("fmt", "extension", "content_type"),
+    [
+        ("mp3", "mp3", "audio/mpeg"),
+        ("m4a", "m4a", "audio/mp4"),
+        ("opus", "opus", "audio/ogg"),
+        ("flac", "flac", "audio/flac"),
+        ("wav", "wav", "audio/wav"),
+        ("mp4", "mp4", "video/mp4"),
+    ],
+)
+def test_download_name_and_type_follow_the_format(
+    client: TestClient,
+    uploaded: UploadFactory,
+    engine: Engine,
+    storage: FakeStorage,
+    fmt: str,
+    extension: str,
+    content_type: str,
+) -> None:
+    # Given a finished job that asked for a format
+    job_id = post_job(client, uploaded(filename="talk.mov"), {"format": fmt}).json()["id"]
+    finish(engine, job_id, storage)
+
+    # When its output is downloaded
+    location = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False).headers["location"]
+
+    # Then the file is named with the format's extension and served as its type
+    query = storage.query_of(location)
+    assert f'filename="talk.{extension}"' in query["response-content-disposition"][0]
+    assert query["response-content-type"] == [content_type]
+
+
+def test_default_format_keeps_the_idempotency_hash_of_a_request_without_it(
+    client: TestClient, uploaded: UploadFactory
+) -> None:
+    upload_id = uploaded()
+    first = post_job(client, upload_id, {"quality": 2}, key="k-1")
+
+    again = post_job(client, upload_id, {"quality": 2, "format": "mp3"}, key="k-1")
+
+    assert again.status_code == 202, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["id"] == first.json()["id"]

@@ -279,7 +279,9 @@ def test_openapi_documents_the_job_id_of_every_job_route(openapi: dict[str, Any]
         if "{job_id}" not in path:
             continue
         for method, op in ops.items():
-            params = [p for p in op.get("parameters", []) if p["in"] == "path"]
+            params = [
+                p for p in op.get("parameters", []) if p["in"] == "path" and p["name"] == "job_id"
+            ]
             assert params == [
                 {
                     "in": "path",

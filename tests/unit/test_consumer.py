@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from unittest.mock import MagicMock
 
 import pika.exceptions
 import pytest
@@ -92,3 +93,34 @@ def test_liveness_holds_while_the_broker_is_unreachable_and_fails_when_the_loop_
     # And a loop that stops turning for the stall timeout is not
     now[0] += settings.worker_stall_timeout_s
     assert not consumer.alive()
+
+
+def test_timeout_closed_before_call_during_a_broker_restart_is_a_lost_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a broker whose first connection pika tears down mid-event-loop the way it does
+    # when the broker restarts (a timer scheduled on a closed connection)
+    connections: list[MagicMock] = []
+    consumer = Consumer(make_settings(), lambda _m: Outcome(Action.ACK))
+
+    def connect(*_args: Any) -> MagicMock:
+        conn = MagicMock()
+        if not connections:
+            conn.process_data_events.side_effect = ValueError("Timeout closed before call")
+        else:  # the reconnection works; stop once it has run the loop
+            conn.process_data_events.side_effect = lambda **_kw: consumer.request_stop()
+        connections.append(conn)
+        return conn
+
+    monkeypatch.setattr("worker.consumer.pika.BlockingConnection", connect)
+    monkeypatch.setattr(consumer, "_pause", lambda _seconds: None)
+
+    # When the worker runs, Then it reconnects rather than dying with the error
+    with capture_logs() as logs:
+        consumer.run()
+
+    assert len(connections) == 2
+    assert [e["error"] for e in logs if e["event"] == "broker_connection_lost"] == [
+        "AMQPConnectionError"
+    ]
+    assert connections[1].process_data_events.called

@@ -10,7 +10,10 @@ from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import JobOptions
 from worker.ffmpeg import (
     FORMAT_WHITELIST,
+    AudioStream,
     CopyNotPossible,
+    ProbeResult,
+    VideoStream,
     can_stream_copy,
     classify_failure,
     parse_probe,
@@ -86,22 +89,56 @@ def test_stream_copy_writes_the_audio_as_it_is() -> None:
         assert flag not in argv
 
 
-@pytest.mark.parametrize("key", ["uploads/u/1/song.mp3", "uploads/u/1/SONG.MP3", "u/x.mpga"])
-def test_mp3_named_upload_with_default_options_is_a_copy_candidate(key: str) -> None:
-    assert can_stream_copy(key, JobOptions())
+def probe_of(codec: str, *, video: str | None = None) -> ProbeResult:
+    streams = [VideoStream(index=1, codec=video, attached_pic=False)] if video else []
+    return ProbeResult(
+        format_name="x",
+        duration_s=3.0,
+        bit_rate=None,
+        audio=[AudioStream(index=0, codec=codec, channels=2, sample_rate=44100)],
+        video=streams,
+    )
+
+
+@pytest.mark.parametrize(
+    ("codec", "fmt"),
+    [("mp3", "mp3"), ("aac", "m4a"), ("opus", "opus"), ("flac", "flac"), ("pcm_s16le", "wav")],
+)
+def test_audio_already_in_the_requested_codec_is_copied(codec: str, fmt: str) -> None:
+    assert can_stream_copy(probe_of(codec), JobOptions(format=fmt))
+
+
+def test_tags_cover_and_chapters_do_not_prevent_a_copy() -> None:
+    options = JobOptions(tags={"title": "T"}, cover="none", chapters=False)
+
+    assert can_stream_copy(probe_of("mp3"), options)
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"bitrate_kbps": 128}, {"quality": 5}, {"sample_rate_hz": 22050}, {"channels": 1}],
+    [
+        {"bitrate_kbps": 128},
+        {"quality": 5},
+        {"sample_rate_hz": 22050},
+        {"channels": 1},
+        {"trim": {"start_s": 1}},
+        {"normalize": {"target_lufs": -16}},
+    ],
 )
-def test_mp3_with_options_is_re_encoded(options: dict[str, Any]) -> None:
-    assert not can_stream_copy("uploads/u/1/song.mp3", JobOptions(**options))
+def test_an_option_that_changes_the_audio_forces_an_encode(options: dict[str, Any]) -> None:
+    assert not can_stream_copy(probe_of("mp3"), JobOptions(**options))
 
 
-@pytest.mark.parametrize("key", ["uploads/u/1/clip.mp4", "uploads/u/1/mp3", "u/song.mp3.mov"])
-def test_other_names_are_converted(key: str) -> None:
-    assert not can_stream_copy(key, JobOptions())
+@pytest.mark.parametrize(("codec", "fmt"), [("aac", "mp3"), ("mp3", "m4a"), ("vorbis", "opus")])
+def test_audio_in_another_codec_is_encoded(codec: str, fmt: str) -> None:
+    assert not can_stream_copy(probe_of(codec), JobOptions(format=fmt))
+
+
+def test_mp4_copies_only_when_the_video_is_h264_too() -> None:
+    mp4 = JobOptions(format="mp4")
+
+    assert can_stream_copy(probe_of("aac", video="h264"), mp4)
+    assert not can_stream_copy(probe_of("aac", video="mpeg4"), mp4)
 
 
 def test_only_the_first_audio_stream_and_no_video_are_mapped() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,22 +12,25 @@ from typing import Any, cast
 
 import pytest
 import structlog
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, create_engine
 from structlog.testing import capture_logs
 
 from shared import jobs
 from shared.config import Settings
+from shared.db import create_tables
 from shared.errors import MediaError, StorageError, TransientTranscodeError
 from shared.models import Job, JobOptions, JobStatus
-from shared.queue import JobMessage, backoff_ms
+from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.storage import Storage
 from tests.fakes import FakeStorage
 from tests.unit.conftest import add_upload, make_settings
 from worker import convert, ffmpeg, handlers
 from worker.context import JobContext
 from worker.convert import ConvertResult, output_key
+from worker.ffmpeg import loudness
 from worker.handlers import handle
 from worker.outcome import Action, Outcome
 
@@ -43,13 +47,22 @@ def ctx(worker_settings: Settings, engine: Engine, storage: FakeStorage) -> JobC
     return JobContext(settings=worker_settings, engine=engine, storage=cast(Storage, storage))
 
 
+INPUT_KEY = "uploads/u/holiday.mov"
+
+
+@pytest.fixture
+def input_stored(storage: FakeStorage) -> None:
+    """The job's input is in storage: a storage error is then an outage, not a lost file."""
+    storage.put(INPUT_KEY, b"\0" * 4096, "video/quicktime")
+
+
 def make_job(engine: Engine, *, options: dict[str, Any] | None = None, attempts: int = 0) -> str:
     with Session(engine, expire_on_commit=False) as session:
         upload = add_upload(
             session=session,
             upload_id=f"upload-{os.urandom(4).hex()}",
             owner_id="owner-1",
-            key="uploads/u/holiday.mov",
+            key=INPUT_KEY,
             filename="holiday.mov",
             content_type="video/quicktime",
             size_bytes=4096,
@@ -195,6 +208,118 @@ def test_message_with_an_old_token_is_acked_without_touching_the_job(
     )
 
 
+TWO_HOURS_AGO = datetime.now(UTC) - timedelta(hours=2)
+
+
+def set_job(engine: Engine, job_id: str, **values: Any) -> None:
+    with Session(engine) as session:
+        session.execute(update(Job).where(col(Job.id) == job_id).values(**values))
+        session.commit()
+
+
+def start_elsewhere(engine: Engine, job_id: str) -> str:
+    """Another worker claims the job (as its first delivery would); its token."""
+    token = load(engine, job_id).dispatch_token
+    with Session(engine) as session:
+        assert jobs.start_attempt(session=session, job_id=job_id, token=token) is not None
+    return token
+
+
+def test_second_copy_of_a_message_does_not_run_a_job_already_running(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job running under a token, and a second copy of its message (the publisher
+    # resent it after an unclear failure)
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    calls = use_convert(monkeypatch, succeeding)
+
+    # When the copy is delivered, Then it is acked and the job is left to its run
+    assert deliver(job_id, ctx, token=token) == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.processing, 1)
+
+
+def test_redelivered_message_of_a_running_job_waits_for_that_run_instead_of_starting_another(
+    storage: FakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job running elsewhere (its lease renewed), and its message redelivered here
+    # (the broker lost the first worker's connection while that worker kept converting)
+    engine = create_engine(f"sqlite:///{tmp_path / 'jobs.db'}")  # one connection per thread
+    create_tables(engine)
+    settings = make_settings(tmp_dir=str(tmp_path), heartbeat_interval_s=0.05, job_lease_s=60)
+    ctx = JobContext(settings=settings, engine=engine, storage=cast(Storage, storage))
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    calls = use_convert(monkeypatch, succeeding)
+    message = JobMessage(job_id=job_id, token=token, redelivered=True)
+
+    def first_run_finishes() -> None:
+        time.sleep(0.3)
+        with Session(engine) as session:
+            jobs.complete(
+                session=session,
+                job_id=job_id,
+                output_key="outputs/x.mp3",
+                size_bytes=1,
+                duration_s=1.0,
+                bitrate_kbps=None,
+                token=token,
+            )
+
+    finisher = threading.Thread(target=first_run_finishes)
+    finisher.start()
+    outcome = handle(message, ctx)
+    finisher.join()
+
+    # Then the job ran once: the copy is acked once the first run's outcome is recorded
+    assert outcome == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.completed, 1)
+
+
+def test_redelivered_message_takes_over_a_job_whose_lease_lapsed(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = make_job(engine)
+    token = start_elsewhere(engine, job_id)
+    set_job(engine, job_id, updated_at=TWO_HOURS_AGO)  # its worker died: no renewal since
+    calls = use_convert(monkeypatch, succeeding)
+
+    outcome = handle(JobMessage(job_id=job_id, token=token, redelivered=True), ctx)
+
+    assert outcome == Outcome(Action.ACK)
+    assert len(calls) == 1
+    after = load(engine, job_id)
+    assert (after.status, after.attempts) == (JobStatus.completed, 2)
+
+
+def test_job_started_as_often_as_the_delivery_limit_fails_with_worker_crashed(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job whose every run so far died with its worker (lease lapsed each time)
+    limit = delivery_limit(ctx.settings)
+    job_id = make_job(engine, attempts=limit)
+    set_job(engine, job_id, status=JobStatus.processing, updated_at=TWO_HOURS_AGO)
+    calls = use_convert(monkeypatch, succeeding)
+    token = load(engine, job_id).dispatch_token
+
+    # When the broker redelivers its message once more
+    outcome = handle(JobMessage(job_id=job_id, token=token, redelivered=True), ctx)
+
+    # Then it is not run again: it fails for good, and the message is acked
+    assert outcome == Outcome(Action.ACK)
+    assert calls == []
+    after = load(engine, job_id)
+    assert (after.status, after.error_code, after.attempts) == (
+        JobStatus.failed,
+        "worker_crashed",
+        limit,
+    )
+
+
 @pytest.mark.parametrize("token", ["some-token", None], ids=["tokened", "legacy"])
 def test_unknown_job_goes_to_dead_letter_with_or_without_a_token(
     token: str | None, ctx: JobContext, monkeypatch: pytest.MonkeyPatch
@@ -307,6 +432,7 @@ def test_retryable_error_before_the_last_attempt_schedules_a_retry(
     worker_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
     previous_attempts: int,
+    input_stored: None,
 ) -> None:
     # Given a job on an attempt below max_attempts (3)
     job_id = make_job(engine, attempts=previous_attempts)
@@ -331,7 +457,11 @@ def test_retryable_error_before_the_last_attempt_schedules_a_retry(
 
 
 def test_retry_delays_stay_within_the_jitter_window(
-    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ctx: JobContext,
+    engine: Engine,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    input_stored: None,
 ) -> None:
     use_convert(monkeypatch, raising(StorageError("Storage is down.")))
     ceiling = backoff_ms(worker_settings, 1)
@@ -343,7 +473,11 @@ def test_retry_delays_stay_within_the_jitter_window(
 
 
 def test_retryable_error_on_the_last_attempt_fails_and_dead_letters(
-    ctx: JobContext, engine: Engine, worker_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ctx: JobContext,
+    engine: Engine,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    input_stored: None,
 ) -> None:
     job_id = make_job(engine, attempts=worker_settings.max_attempts - 1)
     use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
@@ -357,6 +491,23 @@ def test_retryable_error_on_the_last_attempt_fails_and_dead_letters(
     assert job.attempts == worker_settings.max_attempts
     assert job.error_message is not None
     assert "could not be read from storage" in job.error_message
+
+
+def test_a_job_whose_input_is_gone_fails_at_once_with_input_missing(
+    ctx: JobContext, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job whose input object is no longer in storage (nothing was stored)
+    job_id = make_job(engine)
+    use_convert(monkeypatch, raising(StorageError("The input could not be read from storage.")))
+
+    # When a worker runs it and ffmpeg cannot read the input
+    outcome = deliver(job_id, ctx)
+
+    # Then the job fails for good on its first attempt, saying why
+    assert outcome == Outcome(Action.ACK)
+    job = load(engine, job_id)
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.failed, "input_missing", 1)
+    assert job.error_message is not None and "no longer in storage" in job.error_message
 
 
 def test_interrupted_transcode_is_retried(
@@ -480,6 +631,7 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "fail": None,
         "fail_once": None,
         "probed": [],
+        "measured": [],
     }
 
     def probe(_bin: str, url: str, **_kw: Any) -> ffmpeg.ProbeResult:
@@ -505,8 +657,13 @@ def fake_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             raise state["fail"]
         return ffmpeg.Transcoded(stderr_tail=[])
 
+    def measure(_bin: str, url: str, _workdir: Path, **_kw: Any) -> ffmpeg.Loudness:
+        state["measured"].append(url)
+        return ffmpeg.Loudness(integrated_lufs=-18.5, range_lu=4.0, true_peak_db=-2.25)
+
     monkeypatch.setattr(ffmpeg, "probe", probe)
     monkeypatch.setattr(ffmpeg, "run_transcode", run_transcode)
+    monkeypatch.setattr(loudness, "measure", measure)
     return state
 
 
@@ -544,6 +701,9 @@ def test_convert_uploads_the_mp3_and_removes_its_temp_dir(
     assert fake_ffmpeg["probed"][0] == argv[argv.index("-i") + 1]  # ffprobe read it first
     assert load(engine, job_id).progress == 42
     assert leftovers(worker_settings) == []
+    # the output's loudness is measured from the local file, not the input
+    assert result.loudness == ffmpeg.Loudness(-18.5, 4.0, -2.25)
+    assert [Path(url).name for url in fake_ffmpeg["measured"]] == ["out.mp3"]
 
 
 def test_convert_of_a_file_without_audio_fails_with_no_audio_stream(
@@ -600,16 +760,54 @@ def test_convert_stream_copies_mp3_input_with_default_options(
     assert "copy" in argv
 
 
-def test_convert_converts_a_misnamed_mp3_when_the_copy_is_refused(
+def test_convert_encodes_when_ffmpeg_refuses_the_copy(
     ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
 ) -> None:
+    fake_ffmpeg["input"] = probe_result(codec="mp3")
     fake_ffmpeg["fail_once"] = ffmpeg.CopyNotPossible("The input's audio is not MP3.")
 
-    result = convert.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+    result = convert.convert(make_job(engine), "uploads/u/song.mp3", JobOptions(), ctx)
 
     assert not result.stream_copy
     copied, converted = fake_ffmpeg["argv"]
     assert "copy" in copied and "libmp3lame" in converted
+
+
+def test_a_misnamed_mp3_is_encoded_without_trying_a_copy(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    # ffprobe says AAC, whatever the name says
+    result = convert.convert(make_job(engine), "uploads/u/actually-aac.mp3", JobOptions(), ctx)
+
+    assert not result.stream_copy
+    [argv] = fake_ffmpeg["argv"]
+    assert "libmp3lame" in argv and "copy" not in argv
+
+
+def test_an_input_shorter_than_the_trim_start_fails_trim_out_of_range(
+    ctx: JobContext, engine: Engine, fake_ffmpeg: dict[str, Any]
+) -> None:
+    options = JobOptions.model_validate({"trim": {"start_s": 12}})  # the input is 10 s
+
+    with pytest.raises(MediaError) as error:
+        convert.convert(make_job(engine), "uploads/u/holiday.mov", options, ctx)
+
+    assert error.value.code == "trim_out_of_range"
+    assert not error.value.retryable
+    assert fake_ffmpeg["argv"] == []
+
+
+def test_output_of_another_format_is_stored_under_its_extension_and_type(
+    ctx: JobContext, engine: Engine, storage: FakeStorage, fake_ffmpeg: dict[str, Any]
+) -> None:
+    job_id = make_job(engine)
+
+    result = convert.convert(job_id, "uploads/u/holiday.mov", JobOptions(format="flac"), ctx)
+
+    assert result.key == f"outputs/{job_id}.flac"
+    assert storage.objects[result.key].content_type == "audio/flac"
+    [argv] = fake_ffmpeg["argv"]
+    assert argv[-1].endswith("out.flac") and "flac" == argv[argv.index("-f") + 1]
 
 
 def test_convert_refuses_when_storage_is_down(

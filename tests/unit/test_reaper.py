@@ -12,18 +12,19 @@ from sqlmodel import Session
 
 from shared import jobs
 from shared.errors import QueueError
-from shared.models import Job, JobStatus, Upload
-from shared.queue import Publisher
+from shared.models import Job, JobStatus, Upload, as_utc
+from shared.queue import Publisher, delivery_limit
 from shared.storage import Storage
 from tests.fakes import FakePublisher, FakeStorage
 from tests.unit.conftest import add_upload, make_settings
 from worker.reaper import Reaper
 
 LONG_AGO = datetime.now(UTC) - timedelta(hours=2)
+A_MINUTE_AGO = datetime.now(UTC) - timedelta(minutes=1)
 
 
 def make_reaper(engine: Engine, storage: FakeStorage, publisher: FakePublisher) -> Reaper:
-    settings = make_settings(job_lease_s=60, unpublished_after_s=60)
+    settings = make_settings(job_lease_s=60, unpublished_after_s=60, unclaimed_after_s=600)
     return Reaper(settings, engine, cast(Storage, storage), cast(Publisher, publisher))
 
 
@@ -77,7 +78,7 @@ def test_queued_job_never_published_is_published(
     engine: Engine, storage: FakeStorage, publisher: FakePublisher
 ) -> None:
     orphan = add_job(engine, "u1", updated_at=LONG_AGO)  # published_at stays NULL
-    published = add_job(engine, "u2", updated_at=LONG_AGO, published_at=LONG_AGO)
+    published = add_job(engine, "u2", updated_at=A_MINUTE_AGO, published_at=A_MINUTE_AGO)
     just_created = add_job(engine, "u3")
 
     counts = make_reaper(engine, storage, publisher).run_once()
@@ -87,6 +88,61 @@ def test_queued_job_never_published_is_published(
     assert read(engine, orphan.id).published_at is not None
     assert read(engine, published.id).dispatch_token == published.dispatch_token
     assert read(engine, just_created.id).published_at is None  # too young to call orphaned
+
+
+def test_queued_job_whose_message_was_lost_is_published_again_under_its_token(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    # Given a job published two hours ago and never claimed (its message dead-lettered
+    # while the database was down), one waiting a minute, one back in the queue for a retry
+    lost = add_job(engine, "u1", updated_at=LONG_AGO, published_at=LONG_AGO)
+    waiting = add_job(engine, "u2", updated_at=A_MINUTE_AGO, published_at=A_MINUTE_AGO)
+    retrying = add_job(engine, "u3", updated_at=A_MINUTE_AGO, published_at=LONG_AGO, attempts=1)
+    reaper = make_reaper(engine, storage, publisher)
+
+    counts = reaper.run_once()
+
+    # Then only the lost one is sent again, under its own token: should its first message
+    # still be in the queue after all, the copy that arrives second is a duplicate
+    assert counts["unclaimed"] == 1
+    assert [(m.job_id, m.token) for m in publisher.messages] == [(lost.id, lost.dispatch_token)]
+    after = read(engine, lost.id)
+    assert after.status == JobStatus.queued and after.dispatch_token == lost.dispatch_token
+    published_at = as_utc(after.published_at)
+    assert published_at is not None and published_at > A_MINUTE_AGO
+    for job in (waiting, retrying):
+        assert as_utc(read(engine, job.id).published_at) == as_utc(job.published_at)
+    # And the next pass leaves it alone: it was just published
+    assert reaper.run_once()["unclaimed"] == 0
+    assert len(publisher.messages) == 1
+
+
+def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    # Given a job whose every run dies with its worker: each delivery starts an attempt,
+    # then the lease lapses
+    job = add_job(engine, "u1", published_at=LONG_AGO)
+    reaper = make_reaper(engine, storage, publisher)
+    limit = delivery_limit(reaper.settings)
+    for _ in range(3 * limit):  # far more passes than it may take
+        current = read(engine, job.id)
+        if current.status == JobStatus.failed:
+            break
+        with Session(engine) as session:
+            assert jobs.start_attempt(session=session, job_id=job.id, token=current.dispatch_token)
+            session.execute(update(Job).where(Job.id == job.id).values(updated_at=LONG_AGO))  # type: ignore[arg-type]
+            session.commit()
+        # When the reaper finds its lease lapsed
+        reaper.run_once()
+
+    # Then it is put back until it has been started as often as the queue delivers a
+    # message, and then fails for good instead of looping
+    final = read(engine, job.id)
+    assert (final.status, final.error_code) == (JobStatus.failed, "worker_crashed")
+    assert final.attempts == limit
+    assert len(publisher.messages) == limit - 1
+    assert final.finished_at is not None
 
 
 def test_failed_publish_leaves_the_job_for_the_next_pass(

@@ -54,6 +54,13 @@ def test_the_only_routes_are_the_documented_ones(app: FastAPI) -> None:
         ("/v1/auth/login", "post"),
         ("/v1/auth/refresh", "post"),
         ("/v1/auth/me", "get"),
+        # notification settings and deliveries: no key, no password, no other user
+        ("/v1/account", "get"),
+        ("/v1/account", "patch"),
+        ("/v1/account/webhook-secret", "get"),
+        ("/v1/account/webhook-secret/rotate", "post"),
+        ("/v1/jobs/{job_id}/deliveries", "get"),
+        ("/v1/jobs/{job_id}/deliveries/{delivery_id}/retry", "post"),
     }
 
 

@@ -29,6 +29,7 @@ from tests.unit.conftest import make_settings
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import LifecycleRuleTypeDef
 
 ROOT = Path(__file__).resolve().parents[2]
 SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -272,6 +273,35 @@ def test_ensure_bucket_without_origins_leaves_cors_to_the_server(aws: S3Client) 
     aws.head_bucket(Bucket=storage.bucket)
     with pytest.raises(ClientError, match="NoSuchCORSConfiguration"):
         aws.get_bucket_cors(Bucket=storage.bucket)
+
+
+def test_ensure_bucket_sets_the_output_lifecycle_rule_and_keeps_other_rules(
+    aws: S3Client,
+) -> None:
+    # Given a bucket with an operator's own lifecycle rule
+    storage = aws_storage(output_retention_days=3)
+    aws.create_bucket(Bucket=storage.bucket)
+    theirs: LifecycleRuleTypeDef = {
+        "ID": "their-logs",
+        "Filter": {"Prefix": "logs/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 30},
+    }
+    aws.put_bucket_lifecycle_configuration(
+        Bucket=storage.bucket, LifecycleConfiguration={"Rules": [theirs]}
+    )
+
+    # When set-up runs (twice: it is idempotent)
+    storage.ensure_bucket()
+    storage.ensure_bucket()
+
+    # Then MP3s expire after the retention days, and the operator's rule stands
+    rules = {
+        r["ID"]: r for r in aws.get_bucket_lifecycle_configuration(Bucket=storage.bucket)["Rules"]
+    }
+    assert set(rules) == {"their-logs", "v2m-output-retention"}
+    ours = rules["v2m-output-retention"]
+    assert ours["Filter"] == {"Prefix": "outputs/"} and ours["Expiration"] == {"Days": 3}
 
 
 def test_a_refused_bucket_set_up_is_a_storage_error(aws: S3Client) -> None:

@@ -4,6 +4,10 @@
 - ``media``: what a file holds (``ProbeResult``), from ffprobe's JSON
 - ``progress``: ffmpeg's progress lines and the words that mark a cut-off input
 - ``errors``: an exit status and stderr mapped onto ``shared.errors``
+- ``redact``: presigned URLs' secrets cut from their output before it is logged
+- ``formats``: encoder and muxer arguments, one table row per output format
+- ``outputs``: trim, fades, loudness, tags, cover and chapters on the command line
+- ``loudness``: EBU R128 measurement (ebur128)
 - ``run``: running ffmpeg (progress, limits, timeout) and ffprobe
 """
 
@@ -24,7 +28,14 @@ from worker.ffmpeg.errors import (
     timed_out,
     too_long,
 )
-from worker.ffmpeg.media import AudioStream, ProbeResult, parse_probe
+from worker.ffmpeg.media import (
+    AudioStream,
+    Chapter,
+    Loudness,
+    ProbeResult,
+    VideoStream,
+    parse_probe,
+)
 from worker.ffmpeg.progress import looks_truncated, parse_progress_line, progress_percent
 from worker.ffmpeg.run import Transcoded, oom_kills, probe, run_transcode
 
@@ -32,9 +43,12 @@ __all__ = [
     "FORMAT_WHITELIST",
     "PRLIMIT",
     "AudioStream",
+    "Chapter",
     "CopyNotPossible",
+    "Loudness",
     "ProbeResult",
     "Transcoded",
+    "VideoStream",
     "can_stream_copy",
     "classify_failure",
     "looks_truncated",

@@ -1,8 +1,8 @@
 """ffmpeg's and ffprobe's command lines, and the limits the child process runs under.
 
 ffmpeg reads the input straight from storage over HTTP (range requests let it seek, so a
-moov-at-end MP4 works) and writes the MP3 to a seekable local file so the muxer can go
-back and write the Xing/LAME header with the true duration. Only the protocols the input
+moov-at-end MP4 works) and writes the output to a seekable local file so a muxer can go
+back and write its header (MP3's Xing/LAME header, MP4's moov) with the true duration. Only the protocols the input
 URL needs and a list of real audio/video demuxers are allowed.
 """
 
@@ -14,7 +14,10 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from shared.errors import MediaError
-from shared.models import JobOptions
+from shared.options import JobOptions
+from worker.ffmpeg import outputs
+from worker.ffmpeg.formats import encoding
+from worker.ffmpeg.media import Loudness, ProbeResult
 
 # Demuxers we accept. Anything else (playlists such as hls/concat, image sequences,
 # raw devices, "tty" text art...) is refused before a byte is decoded.
@@ -68,7 +71,6 @@ ALLOWED_DEMUXERS = (
     "mpa",
 )
 FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
-MP3_SUFFIXES = (".mp3", ".mpga")
 
 
 def protocol_whitelist(url: str) -> str:
@@ -88,20 +90,40 @@ def probe_argv(ffprobe: str, url: str, *, restrict_formats: bool = True) -> list
         argv += ["-format_whitelist", FORMAT_WHITELIST]
     return argv + [
         "-show_entries",
-        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration",
+        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration:stream_disposition=attached_pic:chapter=start_time,end_time:chapter_tags=title",
         "-of",
         "json",
         url,
     ]
 
 
-def can_stream_copy(input_key: str, options: JobOptions) -> bool:
-    """Try a stream copy when nothing was asked and the upload is named as an MP3.
+def can_stream_copy(probe: ProbeResult, options: JobOptions) -> bool:
+    """Copy the source's audio (and, for MP4, its video) as it is when that is exact: the
+    source already is the requested codec and no option asks to change the samples."""
+    if options.changes_audio or not probe.audio:
+        return False
+    row = encoding(options)
+    if probe.first_audio.codec not in row.copy_from:
+        return False
+    if row.video is not None and probe.moving_video is not None:
+        return probe.moving_video.codec in row.copy_video_from
+    return True
 
-    Decided before ffmpeg starts, from the name alone: a misnamed file makes the copy
-    fail fast with `CopyNotPossible`, and the handler converts it instead.
-    """
-    return options.is_default and input_key.lower().endswith(MP3_SUFFIXES)
+
+def input_args(url: str) -> list[str]:
+    """Options every read of the input takes: the protocol and demuxer whitelists, and
+    reconnecting on a dropped HTTP connection."""
+    argv = ["-protocol_whitelist", protocol_whitelist(url), "-format_whitelist", FORMAT_WHITELIST]
+    if urlsplit(url).scheme in ("http", "https"):
+        argv += [
+            "-reconnect",
+            "1",
+            "-reconnect_on_network_error",
+            "1",
+            "-reconnect_delay_max",
+            "10",
+        ]
+    return argv
 
 
 def transcode_argv(
@@ -112,13 +134,18 @@ def transcode_argv(
     *,
     stream_copy: bool = False,
     max_output_bytes: int | None = None,
+    probe: ProbeResult | None = None,
+    measured: Loudness | None = None,
 ) -> list[str]:
-    """One ffmpeg run that reads the input and writes the MP3.
+    """One ffmpeg run that reads the input and writes the output in the job's format.
 
-    Sample rates and channel layouts MP3 cannot carry are left to ffmpeg's format
-    negotiation with the encoder: 5.1 becomes stereo, 96 kHz the nearest rate LAME
-    takes (48 kHz), mono stays mono.
+    ``probe`` (ffprobe's description of the input) gives the cover picture, the fade-out's
+    start and the output rate; ``measured`` is the first pass of loudness normalisation.
+    Sample rates and channel layouts a codec cannot carry are left to ffmpeg's format
+    negotiation with the encoder: 5.1 becomes stereo for MP3, 96 kHz the nearest rate
+    LAME takes (48 kHz), mono stays mono.
     """
+    row = encoding(options)
     argv = [
         ffmpeg,
         "-hide_banner",
@@ -129,43 +156,52 @@ def transcode_argv(
         "-loglevel",
         "level+warning",
         "-y",
-        "-protocol_whitelist",
-        protocol_whitelist(input_url),
-        "-format_whitelist",
-        FORMAT_WHITELIST,
+        *input_args(input_url),
+        *outputs.trim_args(options),
+        "-i",
+        input_url,
     ]
-    if urlsplit(input_url).scheme in ("http", "https"):
-        argv += [
-            "-reconnect",
-            "1",
-            "-reconnect_on_network_error",
-            "1",
-            "-reconnect_delay_max",
-            "10",
-        ]
-    argv += ["-i", input_url, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "0"]
+    cover = outputs.cover_source(options, probe)
+    if cover == "1:V:0" and probe is not None:
+        at = outputs.cover_time(options, probe)
+        argv += [*input_args(input_url), "-ss", f"{at:.3f}", "-i", input_url]
+    argv += ["-map", "0:a:0"]
+    if row.video is not None:
+        argv += ["-map", "0:V:0?"]
+    elif cover is not None:
+        argv += ["-map", cover]
+    else:
+        argv += ["-vn"]
+    argv += ["-sn", "-dn", *outputs.metadata_args(options)]
+    if row.vorbis_chapters and options.chapters and probe is not None:
+        argv += outputs.vorbis_chapter_args(options, probe.chapters)
     if stream_copy:
         argv += ["-c:a", "copy"]
+        if row.video is not None:
+            argv += ["-c:v", "copy"]
     else:
-        argv += ["-c:a", "libmp3lame"]
-        if options.bitrate_kbps is not None:
-            argv += ["-b:a", f"{options.bitrate_kbps}k"]
-        else:
-            argv += ["-q:a", str(options.quality if options.quality is not None else 2)]
-        if options.sample_rate_hz is not None:
-            argv += ["-ar", str(options.sample_rate_hz)]
-        if options.channels is not None:
-            argv += ["-ac", str(options.channels)]
-    argv += [
-        "-id3v2_version",
-        "3",
-        "-write_xing",
-        "1",
-        "-f",
-        "mp3",
-        "-progress",
-        "pipe:1",
-    ]
+        duration = outputs.output_duration(options, probe.duration_s if probe else None)
+        filters = outputs.fade_filters(options, duration)
+        loudnorm = outputs.loudnorm_filters(options, measured)
+        if filters or loudnorm:
+            argv += ["-af", ",".join(filters + loudnorm)]
+        argv += row.audio(options)
+        rate = options.sample_rate_hz or row.rate
+        if rate is None and loudnorm:  # back from loudnorm's 192 kHz to the input's rate
+            rate = probe.first_audio.sample_rate if probe and probe.audio else None
+        if rate:
+            argv += ["-ar", str(rate)]
+        channels: int | None = options.channels
+        if channels is None and row.max_channels and probe and probe.audio:
+            if probe.first_audio.channels > row.max_channels:
+                channels = row.max_channels
+        if channels is not None:
+            argv += ["-ac", str(channels)]
+        if row.video is not None:
+            argv += list(row.video)
+    if cover is not None and row.video is None:
+        argv += outputs.cover_args(cover, stream_copy_picture=cover != "1:V:0")
+    argv += [*row.muxer_args, "-f", row.muxer, "-progress", "pipe:1"]
     if max_output_bytes:
         argv += ["-fs", str(max_output_bytes)]
     return [*argv, output_path]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 
 from shared.errors import AppError, MediaError, StorageError, TransientTranscodeError
+from worker.ffmpeg.redact import redact
 
 
 class CopyNotPossible(MediaError):
@@ -58,7 +59,7 @@ def classify_failure(
     ``oom_killed``: the kernel's OOM killer ended the process (its SIGKILL is otherwise
     indistinguishable from any other kill).
     """
-    detail = stderr[-1500:]
+    detail = redact(stderr)[-1500:]
     if (
         returncode == -signal.SIGXCPU
         or (oom_killed and returncode == -signal.SIGKILL)

@@ -17,11 +17,45 @@ class AudioStream:
 
 
 @dataclass(frozen=True)
+class VideoStream:
+    index: int
+    codec: str
+    attached_pic: bool  # a cover picture, not moving video
+
+
+@dataclass(frozen=True)
+class Chapter:
+    start_s: float
+    end_s: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R128 integrated loudness (LUFS), loudness range (LU) and true peak (dBTP)."""
+
+    integrated_lufs: float
+    range_lu: float
+    true_peak_db: float | None  # None for digital silence
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     format_name: str
     duration_s: float | None
     bit_rate: int | None
     audio: list[AudioStream] = field(default_factory=list)
+    video: list[VideoStream] = field(default_factory=list)
+    chapters: list[Chapter] = field(default_factory=list)
+
+    @property
+    def cover(self) -> VideoStream | None:
+        """The attached picture (cover art), if the file has one."""
+        return next((v for v in self.video if v.attached_pic), None)
+
+    @property
+    def moving_video(self) -> VideoStream | None:
+        return next((v for v in self.video if not v.attached_pic), None)
 
     @property
     def first_audio(self) -> AudioStream:
@@ -40,7 +74,16 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
     """A ProbeResult from ffprobe's ``-of json`` output."""
     fmt = data.get("format") or {}
     streams = []
+    video = []
     for s in data.get("streams") or []:
+        if s.get("codec_type") == "video":
+            video.append(
+                VideoStream(
+                    index=int(s.get("index", 0)),
+                    codec=str(s.get("codec_name", "unknown")),
+                    attached_pic=bool((s.get("disposition") or {}).get("attached_pic")),
+                )
+            )
         if s.get("codec_type") != "audio":
             continue
         streams.append(
@@ -59,4 +102,13 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
         duration_s=_float(fmt.get("duration")),
         bit_rate=int(bit_rate) if bit_rate else None,
         audio=streams,
+        video=video,
+        chapters=[
+            Chapter(
+                start_s=_float(c.get("start_time")) or 0.0,
+                end_s=_float(c.get("end_time")) or 0.0,
+                title=str((c.get("tags") or {}).get("title", "")),
+            )
+            for c in data.get("chapters") or []
+        ],
     )

@@ -22,6 +22,7 @@ from worker.ffmpeg.args import probe_argv, sandboxed
 from worker.ffmpeg.errors import classify_failure, timed_out, too_long
 from worker.ffmpeg.media import ProbeResult, parse_probe
 from worker.ffmpeg.progress import parse_progress_line, progress_percent
+from worker.ffmpeg.redact import redact
 
 STDERR_TAIL_LINES = 20
 # The kernel's count of OOM kills in this container's memory cgroup (v2, then v1).
@@ -70,7 +71,7 @@ def probe(
         raise TransientTranscodeError(
             "Reading the input took too long.", code="probe_timeout"
         ) from exc
-    stderr = proc.stderr.decode("utf-8", "replace")
+    stderr = redact(proc.stderr.decode("utf-8", "replace"))
     metrics.record_exit("ffprobe", proc.returncode)
     if proc.returncode != 0:
         raise classify_failure(proc.returncode, stderr, stage="probe")
@@ -124,7 +125,7 @@ def run_transcode(
 
     def drain_stderr() -> None:
         for raw in iter(err_stream.readline, b""):
-            stderr_tail.append(raw.decode("utf-8", "replace").rstrip()[:300])
+            stderr_tail.append(redact(raw.decode("utf-8", "replace").rstrip())[:300])
 
     err_thread = threading.Thread(target=drain_stderr, daemon=True)
     err_thread.start()

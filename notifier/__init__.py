@@ -1,0 +1,1 @@
+"""The notifier: consumes job events and delivers them as signed webhooks and email."""
