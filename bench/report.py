@@ -98,14 +98,15 @@ def notes(results: Results) -> str:
 
 def growth_table(results: Results) -> str:
     rows = [
-        "| input | size | end-to-end | bare ffmpeg | ratio | probe | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| input | size | end-to-end | bare ffmpeg | ratio | probe | loudness | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in results.growth:
         rows.append(
             f"| {g['input_s']} s {g['kind']} | {g['input_bytes'] / 1e6:.0f} MB | {g['e2e_s']:.3f} s "
             f"| {g['bare_s']:.3f} s | {g['e2e_s'] / g['bare_s']:.3f} "
             f"| {g.get('phases_ms', {}).get('probe', 0):.0f} ms "
+            f"| {g.get('phases_ms', {}).get('loudness', 0):.0f} ms "
             f"| {1000 * g.get('storage_first_byte_s', 0):.0f} ms | {g['worker_peak_mb']:.0f} MiB "
             f"| {g['ffmpeg_peak_mb']:.0f} MiB | {g['sum_peak_mb']:.0f} MiB "
             f"| {g['bare_ffmpeg_peak_mb']:.0f} MiB "
