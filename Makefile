@@ -53,15 +53,13 @@ test-unit: install-python
 test-integration: install install-postgres
 	$(BIN)/pytest -m integration
 
-## Issue 8's figures beside their baselines, in one run (~8 min): docs/PERFORMANCE.md,
-## its plots and bench/results.json. Needs wrk (apt-get) and py-spy (pip).
+## docs/PERFORMANCE.md's figures beside their baselines and targets, in one run (~8 min):
+## rewrites its table, its plots and bench/results.json.
 bench: install
-	@scripts/bootstrap.sh bench-tools
 	$(BIN)/python -m bench
 
 ## The same figures on shorter inputs with fewer runs (~3 min); prints, writes no docs.
 bench-quick: install
-	@scripts/bootstrap.sh bench-tools
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -1,1 +1,1 @@
-"""`make bench`: issue 8's performance figures, each beside its baseline, in one run."""
+"""`make bench`: the performance figures of docs/PERFORMANCE.md, each beside its baseline or target, in one run."""

@@ -1,9 +1,10 @@
-"""`python -m bench [--quick]`: every figure of issue 8 beside its baseline, in one run.
+"""`python -m bench [--quick]`: every figure of docs/PERFORMANCE.md beside its baseline or
+target, in one run.
 
-Starts an S3 server (`rclone serve s3`), the API and workers (against the machine's RabbitMQ, on a queue,
-bucket and SQLite database of its own), generates inputs into .bench-cache/, measures,
-then writes bench/results.json and docs/PERFORMANCE.md's table and plots, and prints the
-table with the machine it ran on.
+Starts an S3 server (`rclone serve s3`), the API and workers (against the machine's
+RabbitMQ, on a queue, bucket and SQLite database of their own), generates inputs into
+.bench-cache/, measures, runs Locust against the stack, then writes bench/results.json and
+docs/PERFORMANCE.md's table and plots, and prints the table with the machine it ran on.
 """
 
 from __future__ import annotations
@@ -18,21 +19,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import figures, media, report
+from bench import figures, load, plots, report, throughput
+from bench.results import FULL, QUICK, Results
 from bench.stack import Services
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def http_figures(
-    services: Services, cfg: figures.Config, results: figures.Results, workdir: Path
-) -> None:
-    services.stop_workers()
-    services.start_workers(1)
-    job = services.create_job(services.upload(media.clip_5s()))
-    services.wait([job])
-    figures.http(services, cfg, results, workdir, job)
-    figures.profile_api(services, workdir, results, job)
 
 
 def main() -> int:
@@ -41,7 +32,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: e2e,copy,throughput,throttled,http (no docs written)",
+        help="comma-separated subset: e2e,copy,throughput,throttled,locust (no docs written)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's logs and database")
     parser.add_argument(
@@ -49,20 +40,20 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.render:
-        saved = figures.Results.from_json(json.loads((ROOT / "bench" / "results.json").read_text()))
-        report.plots(saved)
+        saved = Results.from_json(json.loads((ROOT / "bench" / "results.json").read_text()))
+        plots.plots(saved)
         report.write_doc(saved, "make bench")
         return 0
-    cfg = figures.QUICK if args.quick else figures.FULL
+    cfg = QUICK if args.quick else FULL
     only = set(filter(None, args.only.split(",")))
-    for tool in ("ffmpeg", "ffprobe", "wrk"):
+    for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             print(
                 f"{tool} is missing: make install-system / apt-get install {tool}", file=sys.stderr
             )
             return 2
 
-    results = figures.Results(mode=cfg.mode, machine=report.machine())
+    results = Results(mode=cfg.mode, machine=report.machine())
     print(f"machine: {report.machine_line(results.machine)}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="v2m-bench-"))
     started = time.monotonic()
@@ -71,9 +62,9 @@ def main() -> int:
         ("e2e", lambda: figures.end_to_end(services, cfg, results)),
         ("e2e", lambda: figures.memory_and_disk(results)),
         ("copy", lambda: figures.stream_copy(services, cfg, results)),
-        ("throughput", lambda: figures.throughput(services, cfg, results)),
-        ("throttled", lambda: figures.throttled(services, cfg, results)),
-        ("http", lambda: http_figures(services, cfg, results, workdir)),
+        ("throughput", lambda: throughput.throughput(services, cfg, results)),
+        ("throttled", lambda: throughput.throttled(services, cfg, results)),
+        ("locust", lambda: load.locust(services, cfg, results, workdir)),
     ]
     try:
         for name, run in phases:
@@ -108,7 +99,7 @@ def main() -> int:
     (ROOT / "bench" / "results.json").write_text(
         json.dumps(results.to_json(), indent=2, default=str) + "\n"
     )
-    report.plots(results)
+    plots.plots(results)
     report.write_doc(results, command)
     print(f"\nwrote bench/results.json and docs/PERFORMANCE.md in {results.elapsed_s / 60:.1f} min")
     return 0

@@ -1,10 +1,8 @@
-"""Baselines and load tools: bare ffmpeg runs, wrk, a plain HTTP download."""
+"""Baselines and tools: bare ffmpeg runs, a plain HTTP download, CPU time by process."""
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,8 +24,11 @@ class Run:
     cpu_s: float = 0.0  # user + system
 
 
-def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[str]:
-    """ffmpeg exactly as the worker runs it (same argv builder), on the local file."""
+def bare_argv(
+    inp: Input, out: Path, options: JobOptions | None = None, *, loudness: bool = False
+) -> list[str]:
+    """ffmpeg as the worker runs it (same argv builder), on the local file; with
+    ``loudness``, measuring the output's loudness in the same run as the worker does."""
     options = options or JobOptions()
     probe = ffmpeg.probe("ffprobe", str(inp.path))
     return ffmpeg.transcode_argv(
@@ -37,6 +38,7 @@ def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[
         options,
         stream_copy=ffmpeg.can_stream_copy(probe, options),
         probe=probe,
+        loudness_report=str(out.parent / "loudness.txt") if loudness else None,
     )
 
 
@@ -54,9 +56,9 @@ def run_bare(argv: list[str]) -> Run:
     return Run(wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 
 
-def bare(inp: Input, options: JobOptions | None = None) -> Run:
+def bare(inp: Input, options: JobOptions | None = None, *, loudness: bool = False) -> Run:
     with tempfile.TemporaryDirectory(prefix="v2m-bench-bare-") as tmp:
-        return run_bare(bare_argv(inp, Path(tmp) / "out.mp3", options))
+        return run_bare(bare_argv(inp, Path(tmp) / "out.mp3", options, loudness=loudness))
 
 
 def bare_batch(inp: Input, n: int, parallel: int) -> float:
@@ -88,71 +90,22 @@ def first_byte(url: str) -> float:
     return time.perf_counter() - started
 
 
-# --------------------------------------------------------------------------- wrk
+# --------------------------------------------------------------------------- CPU
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    bad: int  # non-2xx/3xx responses and socket errors
+def cpu_s(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used; with ``children``, only what its
+    reaped children used (for a worker: its ffprobe and ffmpeg runs)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ((cutime + cstime) if children else (utime + stime)) / ticks
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    assert match, text
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def wrk(
-    url: str,
-    *,
-    seconds: float,
-    connections: int,
-    method: str = "GET",
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-    workdir: Path,
-) -> WrkResult:
-    """wrk (one thread) against ``url``; a Lua script sets the method, body and headers."""
-    script = workdir / "wrk.lua"
-    lines = [f'wrk.method = "{method}"']
-    if body is not None:
-        lines.append(f"wrk.body = [[{body}]]")
-    for name, value in (headers or {}).items():
-        lines.append(f'wrk.headers["{name}"] = "{value}"')
-    script.write_text("\n".join(lines) + "\n")
-    wrk_bin = shutil.which("wrk")
-    if wrk_bin is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    out = subprocess.run(
-        [
-            wrk_bin,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds:g}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
-    if set(pct) != {"50", "99"}:
-        raise RuntimeError(f"wrk gave no latency distribution:\n{out}")
-    bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if socket:
-        bad += sum(int(g) for g in socket.groups())
-    return WrkResult(rps, _ms(pct["50"]), _ms(pct["99"]), requests, bad)
+def broker_pid() -> int | None:
+    found = subprocess.run(["pgrep", "-o", "beam.smp"], capture_output=True, text=True)
+    return int(found.stdout.split()[0]) if found.returncode == 0 and found.stdout.split() else None

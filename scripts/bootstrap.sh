@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need on a fresh Debian machine, and only what
-# is missing. Usage: scripts/bootstrap.sh python|system|postgres|test-tools|monitor|bench-tools
+# is missing. Usage: scripts/bootstrap.sh python|system|postgres|test-tools|monitor
 #   python      virtualenv in .venv with the project and its dev tools
 #   system      ffmpeg/ffprobe and RabbitMQ (installed with apt-get, started if not running,
 #               with its rabbitmq_prometheus plugin on :15692)
 #   postgres    PostgreSQL for the tests of the PostgreSQL path (installed/started if absent)
 #   test-tools  what only the tests use from apt (chromium, nginx for `nginx -t`,
 #               prometheus/promtool, tmux)
-#   bench-tools wrk, the HTTP load tool `make bench` uses
 #   monitor     `make monitor`: Prometheus in the foreground on 127.0.0.1:${PROMETHEUS_PORT:-9090},
 #               scraping `make run`'s API, its ${WORKERS:-1} worker(s) and RabbitMQ
 set -euo pipefail
@@ -190,22 +189,14 @@ run_monitor() {
     --web.enable-lifecycle --log.level=warn
 }
 
-install_bench_tools() {
-  if ! command -v wrk >/dev/null 2>&1; then
-    say "installing wrk (apt-get)"
-    apt_install wrk
-  fi
-}
-
 case "${1:-}" in
   python) install_python ;;
   system) install_system ;;
   postgres) install_postgres ;;
   test-tools) install_test_tools ;;
-  bench-tools) install_bench_tools ;;
   monitor) run_monitor ;;
   *)
-    echo "usage: $0 python|system|postgres|test-tools|monitor|bench-tools" >&2
+    echo "usage: $0 python|system|postgres|test-tools|monitor" >&2
     exit 2
     ;;
 esac
