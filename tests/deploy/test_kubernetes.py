@@ -569,6 +569,101 @@ def test_ingress_routes_the_page_and_the_api(overlay: str) -> None:
         assert routes[api_path] == "api", api_path
 
 
+NGINX = "nginx.ingress.kubernetes.io/"
+JOB_ID = "0f8e2c1a-5b7d-4e3f-9a21-6c4d8b0e7f13"
+TOKEN_URIS = (f"/v1/jobs/{JOB_ID}/events", f"/v1/jobs/{JOB_ID}/download")
+LOGGED_URIS = (
+    "/v1/jobs",
+    f"/v1/jobs/{JOB_ID}",
+    f"/v1/jobs/{JOB_ID}/events/more",
+    f"/v1/jobs/{JOB_ID}/downloads",
+    "/v1/auth/login",
+    "/healthz",
+    "/docs",
+    "/openapi.json",
+    "/",
+    "/index.html",
+)
+
+
+def app_host_locations(docs: tuple[Doc, ...]) -> tuple[str, list[tuple[Doc, Doc]]]:
+    """The page/API host and every (Ingress, path) served on it, across Ingresses."""
+    main = one(docs, "Ingress", "video2mp3")
+    host: str = main["spec"]["rules"][0]["host"]
+    locations = [
+        (ingress, path)
+        for ingress in of_kind(docs, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        if rule.get("host") == host
+        for path in rule["http"]["paths"]
+    ]
+    return host, locations
+
+
+def served_by(locations: list[tuple[Doc, Doc]], uri: str) -> Doc:
+    """The Ingress whose path ingress-nginx picks for `uri` (query string excluded).
+
+    Exact paths win outright. When any Ingress of the host sets use-regex, every other
+    path of the host becomes a case-insensitive regex anchored at the start, tried
+    longest path first; otherwise the longest matching Prefix wins.
+    """
+    for ingress, path in locations:
+        if path["pathType"] == "Exact" and path["path"] == uri:
+            return ingress
+    regex_host = any(
+        ingress["metadata"].get("annotations", {}).get(NGINX + "use-regex") == "true"
+        for ingress, _ in locations
+    )
+    ranked = sorted(
+        (item for item in locations if item[1]["pathType"] != "Exact"),
+        key=lambda item: len(item[1]["path"]),
+        reverse=True,
+    )
+    for ingress, path in ranked:
+        prefix = path["path"].rstrip("/")
+        if regex_host:
+            matched = re.match(path["path"], uri, re.IGNORECASE) is not None
+        else:
+            matched = uri == prefix or uri.startswith(prefix + "/")
+        if matched:
+            return ingress
+    raise AssertionError(f"no Ingress path serves {uri}")
+
+
+def access_logged(ingress: Doc) -> bool:
+    annotations = ingress["metadata"].get("annotations", {})
+    return bool(annotations.get(NGINX + "enable-access-log", "true") != "false")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_token_carrying_urls_are_served_by_an_ingress_without_access_log(overlay: str) -> None:
+    docs = render(overlay)
+    host, locations = app_host_locations(docs)
+    main = one(docs, "Ingress", "video2mp3")
+    for uri in TOKEN_URIS:
+        ingress = served_by(locations, uri)
+        assert not access_logged(ingress), f"{uri} is served by logged {resource_id(ingress)}"
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert ingress["spec"].get("tls") == main["spec"].get("tls"), resource_id(ingress)
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations[NGINX + "proxy-buffering"] == "off", "the events stream is SSE"
+        assert int(annotations[NGINX + "proxy-read-timeout"]) >= 3600
+        backends = {
+            path["backend"]["service"]["name"] for owner, path in locations if owner is ingress
+        }
+        assert backends == {"api"}, f"{host}{uri}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_other_route_keeps_its_access_log(overlay: str) -> None:
+    _, locations = app_host_locations(render(overlay))
+    unlogged_paths = [path["path"] for ingress, path in locations if not access_logged(ingress)]
+    assert unlogged_paths, "the token-carrying routes need an Ingress without access log"
+    for uri in LOGGED_URIS:
+        ingress = served_by(locations, uri)
+        assert access_logged(ingress), f"{uri} is served by unlogged {resource_id(ingress)}"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_metrics_pods_carry_prometheus_annotations(overlay: str) -> None:
     docs = render(overlay)
