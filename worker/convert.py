@@ -1,5 +1,5 @@
-"""One conversion: ffprobe describes the input, ffmpeg converts it (measuring the loudness
-of what it encodes), the output is checked, and it is uploaded.
+"""One conversion: ffprobe describes the input, ffmpeg converts it, the output is checked,
+its loudness measured, and it is uploaded.
 
 Both read the input from storage through a presigned GET URL, so the temp directory
 holds only the output; it is always removed. Loudness normalisation takes two passes:
@@ -30,7 +30,6 @@ from worker.ffmpeg import loudness, outputs
 log = structlog.get_logger("worker")
 
 TMP_PREFIX = "v2m-job-"
-OUTPUT_LOUDNESS_REPORT = "output-loudness.txt"  # in the job's temp directory
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,13 @@ def convert(
         size = out_path.stat().st_size
         check_output(probe, result, run.stderr_tail, size, settings, options)
         timing.mark("check")
-        level = output_loudness(out_path, workdir, stream_copy, settings)
+        level = loudness.measure(
+            settings.ffmpeg_bin,
+            str(out_path),
+            workdir,
+            timeout_s=settings.job_timeout_s,
+            memory_mb=settings.ffmpeg_memory_limit_mb,
+        )
         timing.mark("loudness")
         key = key or output_key(job_id, extension=info.extension)
         ctx.storage.upload_file(str(out_path), key, content_type=info.content_type)
@@ -166,22 +171,6 @@ def convert(
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def output_loudness(
-    out_path: Path, workdir: Path, stream_copy: bool, settings: Settings
-) -> ffmpeg.Loudness | None:
-    """The output's loudness: an encoding run measured what it encoded into its report;
-    a stream copy, which decodes nothing, is measured by reading the output."""
-    if not stream_copy:
-        return loudness.read_report(workdir / OUTPUT_LOUDNESS_REPORT)
-    return loudness.measure(
-        settings.ffmpeg_bin,
-        str(out_path),
-        workdir,
-        timeout_s=settings.job_timeout_s,
-        memory_mb=settings.ffmpeg_memory_limit_mb,
-    )
 
 
 def measure_input(
@@ -248,7 +237,6 @@ def transcode(
         max_output_bytes=settings.max_output_bytes,
         probe=probe,
         measured=measured,
-        loudness_report=str(out_path.parent / OUTPUT_LOUDNESS_REPORT),
     )
 
     def report(percent: int) -> None:

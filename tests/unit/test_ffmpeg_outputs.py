@@ -83,45 +83,6 @@ def test_trim_seeks_the_input_and_fades_from_the_kept_part() -> None:
     assert value_of(argv, "-af") == "afade=t=in:st=0:d=2,afade=t=out:st=27:d=3"
 
 
-def test_an_encoding_run_measures_the_audio_it_encodes_in_the_same_graph() -> None:
-    trim = {"fade_in_s": 2}
-
-    argv = transcode_argv(
-        "ffmpeg",
-        "in.mkv",
-        "/out/x",
-        JobOptions.model_validate({"format": "opus", "trim": trim}),
-        probe=probe_of(channels=6),
-        loudness_report="/jobs/loud.txt",
-    )
-
-    graph = value_of(argv, "-filter_complex")
-    assert graph is not None and value_of(argv, "-af") is None
-    encoded, measured = graph.split(";")
-    # the fade, then the encoder's rate and channels, then one split feeding both
-    assert encoded == (
-        "[0:a:0]afade=t=in:st=0:d=2,aresample=48000,aformat=channel_layouts=2c,asplit=2[enc][m]"
-    )
-    assert measured.startswith("[m]ebur128=peak=true:metadata=1,")
-    assert "ametadata=mode=print:file=/jobs/loud.txt" in measured
-    assert measured.endswith(",anullsink")
-    assert value_of(argv, "-map") == "[enc]" and argv.count("-i") == 1
-
-
-def test_a_stream_copy_ignores_the_loudness_report() -> None:
-    argv = transcode_argv(
-        "ffmpeg",
-        "in.mkv",
-        "/out/x",
-        JobOptions(),
-        stream_copy=True,
-        loudness_report="/jobs/loud.txt",
-    )
-
-    assert "-filter_complex" not in argv
-    assert value_of(argv, "-map") == "0:a:0" and value_of(argv, "-c:a") == "copy"
-
-
 def test_output_duration_stops_at_the_inputs_end() -> None:
     options = JobOptions.model_validate({"trim": {"start_s": 90, "end_s": 200}})
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from shared.errors import MediaError
 from shared.options import JobOptions
 from worker.ffmpeg import outputs
-from worker.ffmpeg.formats import Encoding, encoding
+from worker.ffmpeg.formats import encoding
 from worker.ffmpeg.media import Loudness, ProbeResult
 
 # Demuxers we accept. Anything else (playlists such as hls/concat, image sequences,
@@ -136,18 +136,14 @@ def transcode_argv(
     max_output_bytes: int | None = None,
     probe: ProbeResult | None = None,
     measured: Loudness | None = None,
-    loudness_report: str | None = None,
 ) -> list[str]:
     """One ffmpeg run that reads the input and writes the output in the job's format.
 
-        ``probe`` (ffprobe's description of the input) gives the cover picture, the fade-out's
-        start and the output rate; ``measured`` is the first pass of loudness normalisation.
-    With ``loudness_report``, an encoding run also measures the audio it encodes (ebur128 on
-    a split of the filtered audio, figures printed to that file), so the output is not
-    decoded again; a stream copy ignores it.
-        Sample rates and channel layouts a codec cannot carry are left to ffmpeg's format
-        negotiation with the encoder: 5.1 becomes stereo for MP3, 96 kHz the nearest rate
-        LAME takes (48 kHz), mono stays mono.
+    ``probe`` (ffprobe's description of the input) gives the cover picture, the fade-out's
+    start and the output rate; ``measured`` is the first pass of loudness normalisation.
+    Sample rates and channel layouts a codec cannot carry are left to ffmpeg's format
+    negotiation with the encoder: 5.1 becomes stereo for MP3, 96 kHz the nearest rate
+    LAME takes (48 kHz), mono stays mono.
     """
     row = encoding(options)
     argv = [
@@ -169,19 +165,7 @@ def transcode_argv(
     if cover == "1:V:0" and probe is not None:
         at = outputs.cover_time(options, probe)
         argv += [*input_args(input_url), "-ss", f"{at:.3f}", "-i", input_url]
-    duration = outputs.output_duration(options, probe.duration_s if probe else None)
-    filters = [] if stream_copy else outputs.fade_filters(options, duration)
-    loudnorm = [] if stream_copy else outputs.loudnorm_filters(options, measured)
-    rate, channels = _rate_and_channels(options, row, probe, resampled=bool(loudnorm))
-    if loudness_report and not stream_copy:
-        # Converted before the split, so the measurement sees the rate and channels encoded.
-        chain = filters + loudnorm + outputs.conversion_filters(rate, channels)
-        graph = outputs.measured_graph(chain, outputs.measure_filters(loudness_report))
-        argv += ["-filter_complex", graph, "-map", f"[{outputs.ENCODE_PAD}]"]
-    else:
-        argv += ["-map", "0:a:0"]
-        if filters or loudnorm:
-            argv += ["-af", ",".join(filters + loudnorm)]
+    argv += ["-map", "0:a:0"]
     if row.video is not None:
         argv += ["-map", "0:V:0?"]
     elif cover is not None:
@@ -196,9 +180,21 @@ def transcode_argv(
         if row.video is not None:
             argv += ["-c:v", "copy"]
     else:
+        duration = outputs.output_duration(options, probe.duration_s if probe else None)
+        filters = outputs.fade_filters(options, duration)
+        loudnorm = outputs.loudnorm_filters(options, measured)
+        if filters or loudnorm:
+            argv += ["-af", ",".join(filters + loudnorm)]
         argv += row.audio(options)
+        rate = options.sample_rate_hz or row.rate
+        if rate is None and loudnorm:  # back from loudnorm's 192 kHz to the input's rate
+            rate = probe.first_audio.sample_rate if probe and probe.audio else None
         if rate:
             argv += ["-ar", str(rate)]
+        channels: int | None = options.channels
+        if channels is None and row.max_channels and probe and probe.audio:
+            if probe.first_audio.channels > row.max_channels:
+                channels = row.max_channels
         if channels is not None:
             argv += ["-ac", str(channels)]
         if row.video is not None:
@@ -209,22 +205,6 @@ def transcode_argv(
     if max_output_bytes:
         argv += ["-fs", str(max_output_bytes)]
     return [*argv, output_path]
-
-
-def _rate_and_channels(
-    options: JobOptions, row: Encoding, probe: ProbeResult | None, *, resampled: bool
-) -> tuple[int | None, int | None]:
-    """The output's sample rate and channel count where the job or the codec sets them;
-    after loudnorm (``resampled``, 192 kHz) the rate goes back to the input's."""
-    audio = probe.first_audio if probe and probe.audio else None
-    rate = options.sample_rate_hz or row.rate
-    if rate is None and resampled and audio is not None:
-        rate = audio.sample_rate
-    channels: int | None = options.channels
-    if channels is None and row.max_channels and audio is not None:
-        if audio.channels > row.max_channels:
-            channels = row.max_channels
-    return rate, channels
 
 
 PRLIMIT = shutil.which("prlimit")  # util-linux: in every Debian image, ours included

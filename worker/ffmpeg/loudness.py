@@ -16,7 +16,6 @@ from worker import metrics
 from worker.ffmpeg.args import input_args, sandboxed
 from worker.ffmpeg.errors import classify_failure
 from worker.ffmpeg.media import Loudness
-from worker.ffmpeg.outputs import measure_filters
 
 TAIL_BYTES = 4096  # the last frame's metadata lines, with room to spare
 
@@ -25,7 +24,7 @@ def measure_argv(
     ffmpeg: str, url: str, report: Path, *, before_input: list[str], filters: list[str]
 ) -> list[str]:
     """Decode the first audio stream through ``filters`` and ebur128, writing nothing."""
-    chain = [*filters, *measure_filters(str(report))]
+    chain = [*filters, "ebur128=peak=true:metadata=1", f"ametadata=mode=print:file={report}"]
     return [
         ffmpeg,
         "-hide_banner",
@@ -96,11 +95,6 @@ def measure(
         raise classify_failure(
             proc.returncode, proc.stderr.decode("utf-8", "replace"), stage="ffmpeg"
         )
-    return read_report(report)
-
-
-def read_report(report: Path) -> Loudness | None:
-    """The figures ``measure_filters`` left in ``report``; None when it holds no frame."""
     try:
         with report.open("rb") as file:
             size = file.seek(0, 2)

@@ -14,7 +14,6 @@ TAG_KEYS = ("title", "artist", "album", "album_artist", "date", "track", "genre"
 COVER_MAX_PX = 600
 PEAK_MARGIN_DB = 0.5
 LOUDNORM_MAX_LRA = 20  # the largest loudness range ffmpeg's loudnorm accepts as a target
-ENCODE_PAD = "enc"  # the filter graph's output that goes to the encoder
 
 
 def _num(value: float) -> str:
@@ -86,28 +85,6 @@ def loudnorm_filters(options: JobOptions, measured: Loudness | None) -> list[str
         "print_format": "none",
     }
     return ["loudnorm=" + ":".join(f"{k}={v}" for k, v in settings.items())]
-
-
-def measure_filters(report: str) -> list[str]:
-    """ebur128 with its per-frame figures printed to ``report``, a file of ours: the last
-    frame holds the whole stream's integrated loudness, range and true peak."""
-    return ["ebur128=peak=true:metadata=1", f"ametadata=mode=print:file={report}"]
-
-
-def conversion_filters(rate: int | None, channels: int | None) -> list[str]:
-    """The sample rate and channel count the encoder gets, as filters."""
-    filters = [f"aresample={rate}"] if rate else []
-    if channels is not None:
-        filters.append(f"aformat=channel_layouts={channels}c")
-    return filters
-
-
-def measured_graph(filters: list[str], measure: list[str]) -> str:
-    """A ``-filter_complex`` graph: the first audio stream through ``filters``, split
-    into the encoder's input (``ENCODE_PAD``) and a branch ``measure`` reads and drops,
-    so one decode serves both."""
-    chain = ",".join([*filters, "asplit=2"])
-    return f"[0:a:0]{chain}[{ENCODE_PAD}][m];[m]{','.join(measure)},anullsink"
 
 
 def metadata_args(options: JobOptions) -> list[str]:
