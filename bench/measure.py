@@ -24,11 +24,8 @@ class Run:
     cpu_s: float = 0.0  # user + system
 
 
-def bare_argv(
-    inp: Input, out: Path, options: JobOptions | None = None, *, loudness: bool = False
-) -> list[str]:
-    """ffmpeg as the worker runs it (same argv builder), on the local file; with
-    ``loudness``, measuring the output's loudness in the same run as the worker does."""
+def bare_argv(inp: Input, out: Path, options: JobOptions | None = None) -> list[str]:
+    """ffmpeg exactly as the worker runs it (same argv builder), on the local file."""
     options = options or JobOptions()
     probe = ffmpeg.probe("ffprobe", str(inp.path))
     return ffmpeg.transcode_argv(
@@ -38,7 +35,6 @@ def bare_argv(
         options,
         stream_copy=ffmpeg.can_stream_copy(probe, options),
         probe=probe,
-        loudness_report=str(out.parent / "loudness.txt") if loudness else None,
     )
 
 
@@ -56,9 +52,9 @@ def run_bare(argv: list[str]) -> Run:
     return Run(wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
 
 
-def bare(inp: Input, options: JobOptions | None = None, *, loudness: bool = False) -> Run:
+def bare(inp: Input, options: JobOptions | None = None) -> Run:
     with tempfile.TemporaryDirectory(prefix="v2m-bench-bare-") as tmp:
-        return run_bare(bare_argv(inp, Path(tmp) / "out.mp3", options, loudness=loudness))
+        return run_bare(bare_argv(inp, Path(tmp) / "out.mp3", options))
 
 
 def bare_batch(inp: Input, n: int, parallel: int) -> float:
