@@ -53,7 +53,7 @@ test-unit: install-python
 test-integration: install install-postgres
 	$(BIN)/pytest -m integration
 
-## docs/PERFORMANCE.md's figures beside their baselines and targets, in one run (~8 min):
+## docs/PERFORMANCE.md's figures beside their baselines and targets, in one run (~11 min):
 ## rewrites its table, its plots and bench/results.json.
 bench: install
 	$(BIN)/python -m bench
