@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # A queued job published this long ago and never claimed has lost its message (e.g.
     # dead-lettered during a database outage): the reaper publishes it again.
     unclaimed_after_s: float = Field(default=900.0, gt=0)
+    # Split jobs (docs/ARCHITECTURE.md "Split jobs"): an MP3 job on an input longer than
+    # split_min_duration_s is encoded in ranges of about split_segment_s by any free
+    # workers at once, then joined; 0 turns splitting off.
+    split_min_duration_s: float = Field(default=300.0, ge=0)
+    split_segment_s: float = Field(default=120.0, gt=0)
     # Hostile or oversized input
     max_media_duration_s: float = 4 * 3600.0
     max_output_bytes: int = 1 * GiB

@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from shared import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from shared import models, segments  # noqa: F401  (registers the tables on SQLModel.metadata)
 from shared.config import Settings
 
 

@@ -273,6 +273,8 @@ def redispatch(
         "published_at": None,
         "updated_at": utcnow(),
         "finished_at": None,
+        "segments_total": None,  # a split job is split again under the new token
+        "segments_done": 0,
     }
     if reset_attempts:
         values.update(attempts=0, error_code=None, error_message=None)
@@ -317,12 +319,24 @@ def fail_crashed(*, session: Session, job_id: str, older_than: datetime, max_run
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def stale_processing(*, session: Session, older_than: datetime, limit: int = 100) -> list[str]:
-    """Jobs said to be processing whose worker stopped renewing the lease."""
+def stale_processing(
+    *,
+    session: Session,
+    older_than: datetime,
+    split_older_than: datetime | None = None,
+    limit: int = 100,
+) -> list[str]:
+    """Jobs said to be processing whose worker stopped renewing the lease. A split job's
+    segments may wait in the queue with nobody renewing it: it counts as stale only
+    from ``split_older_than`` (its segments' messages lost), when that is given."""
+    stale: Any = col(Job.updated_at) < older_than
+    if split_older_than is not None:
+        stale = or_(
+            and_(col(Job.segments_total).is_(None), stale),
+            col(Job.updated_at) < split_older_than,
+        )
     rows = session.exec(
-        select(Job.id)
-        .where(col(Job.status) == JobStatus.processing, col(Job.updated_at) < older_than)
-        .limit(limit)
+        select(Job.id).where(col(Job.status) == JobStatus.processing, stale).limit(limit)
     ).all()
     return list(rows)
 

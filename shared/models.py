@@ -200,6 +200,9 @@ class Job(SQLModel, table=True):
     output_encoded: bool | None = None
     output_loudness_lufs: float | None = None
     output_true_peak_db: float | None = None
+    # A split job (shared/segments.py): how many segments it has and how many are done.
+    segments_total: int | None = None
+    segments_done: int = 0
     error_code: str | None = SQLField(default=None, max_length=64)
     error_message: str | None = SQLField(default=None, max_length=1024)
     # The request's `notify` as given (fields left out fall back to the account's settings);

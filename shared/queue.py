@@ -35,12 +35,15 @@ class JobMessage(BaseModel):
     job_id: str
     attempt: int = 1
     token: str | None = None  # the job's dispatch token; older copies are ignored
+    # Set for one segment of a split job (shared/segments.py): its index.
+    segment: int | None = None
     # Set by the consumer from the delivery, never sent: the broker gave this copy back
     # (its worker died, lost its connection, or gave it back), so its job may be running.
     redelivered: bool = Field(default=False, exclude=True)
 
     def encode(self) -> bytes:
-        return self.model_dump_json().encode()
+        # A whole job's message carries no segment field: its format predates split jobs.
+        return self.model_dump_json(exclude={"segment"} if self.segment is None else None).encode()
 
     @classmethod
     def decode(cls, body: bytes) -> JobMessage:

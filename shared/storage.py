@@ -230,6 +230,13 @@ class Storage:
         except _LIBRARY_ERRORS as exc:
             raise _storage_error("Could not write the result to object storage.", exc) from exc
 
+    def download_file(self, key: str, path: str) -> None:
+        """Fetch an object to a local file (a split job's segments, to join them)."""
+        try:
+            self.client.fget_object(self.bucket, key, path)
+        except _LIBRARY_ERRORS as exc:
+            raise _storage_error("Could not read an object from object storage.", exc) from exc
+
     def delete(self, key: str) -> None:
         """Remove an object; removing one that is gone is fine, as in S3."""
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class ConvertResult:
     bitrate_kbps: int | None
     stream_copy: bool
     loudness: ffmpeg.Loudness | None = None
+
+
+class JobSplit(Exception):
+    """The job was split into segments that any worker encodes, not converted here."""
 
 
 def output_key(job_id: str, owner_id: str | None = None, extension: str = ".mp3") -> str:
@@ -111,8 +116,10 @@ def convert(
     ctx: JobContext,
     token: str | None = None,
     key: str | None = None,
+    splitter: Callable[[ffmpeg.ProbeResult], bool] | None = None,
 ) -> ConvertResult:
-    """ffprobe, then one ffmpeg run, check, upload."""
+    """ffprobe, then one ffmpeg run, check, upload; ``JobSplit`` when ``splitter`` split
+    the job into segments (worker/segmented.py) instead."""
     settings = ctx.settings
     input_url = ctx.storage.presign_internal_get(input_key, expires_s=settings.input_url_expires_s)
     workdir = Path(
@@ -126,6 +133,8 @@ def convert(
             probe = describe(input_url, settings)
             check_trim(probe, options)
             stream_copy = ffmpeg.can_stream_copy(probe, options)
+            if splitter is not None and not stream_copy and splitter(probe):
+                raise JobSplit
             measured = measure_input(input_url, workdir, options, probe, settings)
             run = transcode(
                 input_url, out_path, options, ctx, probe, job_id, token, stream_copy, measured

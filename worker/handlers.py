@@ -9,12 +9,10 @@ reaper can tell a dead worker's job from a live one.
 
 from __future__ import annotations
 
-import contextvars
 import random
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 
 import structlog
@@ -28,12 +26,14 @@ from shared.models import TERMINAL_STATUSES, Job, JobOptions, utcnow
 from shared.options import format_info
 from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.retention import output_expires_at
-from worker import metrics, timing
+from worker import ffmpeg, metrics, split, timing
 from worker.context import JobContext
-from worker.convert import convert, output_key
+from worker.convert import JobSplit, convert, output_key
 from worker.events import publish_outcome
+from worker.lease import renewing
 from worker.outcome import Action, Outcome
 from worker.retention import missing_input
+from worker.segmented import dispatch_segments, handle_segment
 
 log = structlog.get_logger("worker")
 
@@ -44,6 +44,9 @@ def handle(message: JobMessage, ctx: JobContext) -> Outcome:
         if ctx.stopping.is_set():  # delivered while the worker stops: give it back unstarted
             log.info("stopping_job_not_started")
             return Outcome(Action.REQUEUE)
+        if message.segment is not None:
+            with structlog.contextvars.bound_contextvars(segment=message.segment):
+                return handle_segment(message, ctx)
         timing.start()
         while True:
             try:
@@ -170,7 +173,10 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
                 ctx,
                 token=token,
                 key=output_key(job.id, job.owner_id, extension),
+                splitter=splitter(job, options, ctx),
             )
+    except JobSplit:
+        return Outcome(Action.ACK)  # the segments' workers take it from here
     except AppError as exc:
         failure = missing_input(exc, job.input_key, ctx.storage)
         return handle_failure(failure, job.id, job.attempts, ctx, started, token=token)
@@ -212,6 +218,19 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
         phases_ms=timing.phases_ms(),
     )
     return Outcome(Action.ACK)
+
+
+def splitter(
+    job: Job, options: JobOptions, ctx: JobContext
+) -> Callable[[ffmpeg.ProbeResult], bool]:
+    """Split the job into segments when it qualifies (worker/split.py)."""
+
+    def maybe_split(probe: ffmpeg.ProbeResult) -> bool:
+        if not split.should_split(options, probe, ctx.settings):
+            return False
+        return dispatch_segments(job, probe, ctx)
+
+    return maybe_split
 
 
 def handle_failure(
@@ -263,25 +282,10 @@ def record_finished(outcome: str, code: str, started: float) -> None:
     metrics.JOB_DURATION.observe(time.monotonic() - started)
 
 
-@contextmanager
-def lease(ctx: JobContext, job_id: str, token: str | None) -> Iterator[None]:
+def lease(ctx: JobContext, job_id: str, token: str | None) -> AbstractContextManager[None]:
     """Renew the job's lease every heartbeat interval while the block runs."""
-    done = threading.Event()
 
-    def beat() -> None:
-        while not done.wait(ctx.settings.heartbeat_interval_s):
-            try:
-                with Session(ctx.engine) as session:
-                    jobs.heartbeat(session=session, job_id=job_id, token=token)
-            except SQLAlchemyError:
-                log.warning("heartbeat_failed")
+    def beat(session: Session) -> None:
+        jobs.heartbeat(session=session, job_id=job_id, token=token)
 
-    thread = threading.Thread(  # in a copy of this context: its logs carry the job's ids
-        target=contextvars.copy_context().run, args=(beat,), daemon=True, name=f"lease-{job_id[:8]}"
-    )
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5)
+    return renewing(ctx, f"lease-{job_id[:8]}", beat)

@@ -53,6 +53,19 @@ REALTIME_FACTOR = Histogram(
     "Media seconds converted per wall second, per successful ffmpeg run (higher is faster).",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
+SPLIT_JOBS = Counter(
+    "v2m_worker_split_jobs_total", "Jobs split into segments that any worker encodes."
+)
+SEGMENTS_FINISHED = Counter(
+    "v2m_worker_segments_finished_total",
+    "Segments of split jobs a worker finished, by outcome (done, retry, failed).",
+    ["outcome"],
+)
+JOIN_DURATION = Histogram(
+    "v2m_worker_join_duration_seconds",
+    "Wall time of joining a split job's segments (fetch, join, measure, upload).",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 FFMPEG_EXITS = Counter(
     "v2m_worker_ffmpeg_exits_total",
     "ffprobe and ffmpeg exits by tool and exit code (negative: killed by that signal).",
@@ -91,6 +104,8 @@ def _initialise() -> None:
         DEAD_LETTERED.labels(reason)
     for tool in ("ffprobe", "ffmpeg"):
         FFMPEG_EXITS.labels(tool, "0")
+    for outcome in ("done", "retry", "failed"):
+        SEGMENTS_FINISHED.labels(outcome)
 
 
 _initialise()

@@ -25,7 +25,7 @@ _KBPS = (
 _READ = 4096
 
 
-def _id3v2_size(head: bytes) -> int:
+def id3v2_size(head: bytes) -> int:
     """Bytes taken by a leading ID3v2 tag (0 without one)."""
     if len(head) < 10 or head[:3] != b"ID3":
         return 0
@@ -42,7 +42,7 @@ def read_xing(path: Path) -> ProbeResult | None:
     """The MP3's duration, bitrate, rate and channels from its Xing/Info tag, else None."""
     try:
         with path.open("rb") as mp3:
-            offset = _id3v2_size(mp3.read(10))
+            offset = id3v2_size(mp3.read(10))
             mp3.seek(offset)
             frame = mp3.read(_READ)
         file_size = path.stat().st_size

@@ -1,7 +1,8 @@
 """Housekeeping every worker runs in the background, safe to run in many workers at once.
 
 - A job said to be "processing" whose lease was not renewed (its worker died or hung) is
-  put back: new dispatch token, status queued, a fresh message published. The broker's
+  put back (a split job, whose segments may wait in the queue unrenewed, after
+  `unclaimed_after_s`): new dispatch token, status queued, a fresh message published. The broker's
   own redelivery of the old message, if any, carries the old token and is ignored.
   One already started `delivery_limit` times fails with `worker_crashed` instead: a job
   that kills every worker that runs it ends rather than looping.
@@ -71,7 +72,10 @@ class Reaper:
         counts = {"stale": 0, "crashed": 0, "unpublished": 0, "unclaimed": 0, "uploads_removed": 0}
         with Session(self.engine) as session:
             lease_cutoff = now - timedelta(seconds=self.settings.job_lease_s)
-            for job_id in jobs.stale_processing(session=session, older_than=lease_cutoff):
+            split_cutoff = now - timedelta(seconds=self.settings.unclaimed_after_s)
+            for job_id in jobs.stale_processing(
+                session=session, older_than=lease_cutoff, split_older_than=split_cutoff
+            ):
                 if jobs.fail_crashed(
                     session=session,
                     job_id=job_id,

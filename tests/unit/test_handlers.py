@@ -104,6 +104,7 @@ def use_convert(monkeypatch: pytest.MonkeyPatch, convert: Convert) -> list[tuple
         ctx: JobContext,
         token: str | None = None,
         key: str | None = None,
+        splitter: object = None,
     ) -> ConvertResult:
         calls.append((job_id, input_key))
         return convert(job_id, input_key, options, ctx)

@@ -74,3 +74,10 @@ def test_backoff_is_capped() -> None:
     settings = make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=10.0)
 
     assert [backoff_ms(settings, n) for n in (3, 4, 5, 30)] == [8000, 10000, 10000, 10000]
+
+
+def test_segment_message_round_trips_with_its_index() -> None:
+    message = JobMessage(job_id="abc", token="t-1", segment=2)
+
+    assert JobMessage.decode(message.encode()) == message
+    assert json.loads(message.encode())["segment"] == 2

@@ -14,6 +14,7 @@
 from worker.ffmpeg.args import (
     FORMAT_WHITELIST,
     PRLIMIT,
+    Cut,
     can_stream_copy,
     probe_argv,
     protocol_whitelist,
@@ -45,6 +46,7 @@ __all__ = [
     "AudioStream",
     "Chapter",
     "CopyNotPossible",
+    "Cut",
     "Loudness",
     "ProbeResult",
     "Transcoded",

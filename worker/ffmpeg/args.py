@@ -11,6 +11,7 @@ from __future__ import annotations
 import resource
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.errors import MediaError
@@ -126,6 +127,17 @@ def input_args(url: str) -> list[str]:
     return argv
 
 
+@dataclass(frozen=True)
+class Cut:
+    """One segment of a split job: decode from ``start_s`` (ffmpeg's input seek trims the
+    decoded audio to the sample) and encode ``samples`` samples (None: to the end), with
+    LAME's bit reservoir off so that every frame decodes without the frames before it
+    (worker/split.py)."""
+
+    start_s: float
+    samples: int | None
+
+
 def transcode_argv(
     ffmpeg: str,
     input_url: str,
@@ -136,6 +148,7 @@ def transcode_argv(
     max_output_bytes: int | None = None,
     probe: ProbeResult | None = None,
     measured: Loudness | None = None,
+    cut: Cut | None = None,
 ) -> list[str]:
     """One ffmpeg run that reads the input and writes the output in the job's format.
 
@@ -158,6 +171,7 @@ def transcode_argv(
         "-y",
         *input_args(input_url),
         *outputs.trim_args(options),
+        *(["-ss", f"{cut.start_s:.6f}"] if cut and cut.start_s else []),
         "-i",
         input_url,
     ]
@@ -183,9 +197,13 @@ def transcode_argv(
         duration = outputs.output_duration(options, probe.duration_s if probe else None)
         filters = outputs.fade_filters(options, duration)
         loudnorm = outputs.loudnorm_filters(options, measured)
+        if cut is not None and cut.samples is not None:
+            filters.append(f"atrim=end_sample={cut.samples}")
         if filters or loudnorm:
             argv += ["-af", ",".join(filters + loudnorm)]
         argv += row.audio(options)
+        if cut is not None:
+            argv += ["-reservoir", "0"]
         rate = options.sample_rate_hz or row.rate
         if rate is None and loudnorm:  # back from loudnorm's 192 kHz to the input's rate
             rate = probe.first_audio.sample_rate if probe and probe.audio else None
