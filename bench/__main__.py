@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import figures, load, plots, report, throughput
+from bench import figures, load, plots, report, split, throughput
 from bench.results import FULL, QUICK, Results
 from bench.stack import Services
 
@@ -32,7 +32,10 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: e2e,copy,throughput,throttled,locust (no docs written)",
+        help="comma-separated subset: e2e,copy,throughput,throttled,locust,split (no docs written)",
+    )
+    parser.add_argument(
+        "--split-long", action="store_true", help="split jobs: a 3600 s input too (~3 min more)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's logs and database")
     parser.add_argument(
@@ -65,6 +68,7 @@ def main() -> int:
         ("throughput", lambda: throughput.throughput(services, cfg, results)),
         ("throttled", lambda: throughput.throttled(services, cfg, results)),
         ("locust", lambda: load.locust(services, cfg, results, workdir)),
+        ("split", lambda: split.split_rows(services, cfg, results, long=args.split_long)),
     ]
     try:
         for name, run in phases:

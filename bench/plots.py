@@ -81,3 +81,32 @@ def plots(results: Results) -> None:
         fig.tight_layout()
         fig.savefig(DOCS / "perf-throughput-vs-workers.png", dpi=110)
         plt.close(fig)
+    if results.split:
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for row in results.split:
+            counts = sorted(int(n) for n in row["split_s"])
+            line = ax.plot(
+                counts,
+                [
+                    row["split_s"][n] if n in row["split_s"] else row["split_s"][str(n)]
+                    for n in counts
+                ],
+                "o-",
+                label=f"{row['input_s']} s input, split",
+            )[0]
+            ax.axhline(
+                row["bare_s"],
+                ls="--",
+                color=line.get_color(),
+                label=f"{row['input_s']} s, bare ffmpeg",
+            )
+        ax.set_xlabel(f"worker processes ({results.machine['cores']} cores)")
+        ax.set_ylabel("end-to-end time (s)")
+        ax.set_xticks(sorted({int(n) for row in results.split for n in row["split_s"]}))
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        ax.set_title("A long job against workers (720p MP4)")
+        fig.tight_layout()
+        fig.savefig(DOCS / "perf-split-vs-workers.png", dpi=110)
+        plt.close(fig)

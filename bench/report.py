@@ -154,6 +154,20 @@ def scaling_table(results: Results) -> str:
     return "\n".join(rows)
 
 
+def split_table(results: Results) -> str:
+    rows = [
+        "| input | bare ffmpeg | 1 worker, whole | 1 worker, split | 2 workers, split | 2 workers / bare |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results.split:
+        times = {int(n): t for n, t in row["split_s"].items()}
+        rows.append(
+            f"| {row['input_s']} s 720p MP4 | {row['bare_s']:.2f} s | {row['unsplit_1_s']:.2f} s "
+            f"| {times[1]:.2f} s | {times[2]:.2f} s | {times[2] / row['bare_s']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
 def load_table(results: Results) -> str:
     rows = [
         "| request | count | failed | req/s | p50 ms | p95 ms | p99 ms | max ms | p99 target |",
@@ -221,6 +235,12 @@ def generated_section(results: Results, command: str) -> str:
         " `wait4`):",
         "",
         cpu_table(results),
+        "",
+        "### A long job against workers (split jobs)",
+        "",
+        split_table(results),
+        "",
+        "![End-to-end time of a long job against workers](perf-split-vs-workers.png)",
         "",
         "### Locust: converting and browsing users while workers convert",
         "",

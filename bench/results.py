@@ -26,6 +26,7 @@ class Results:
     figures: list[Figure] = field(default_factory=list)
     growth: list[dict[str, Any]] = field(default_factory=list)  # cost vs input duration
     scaling: list[dict[str, Any]] = field(default_factory=list)  # throughput vs workers
+    split: list[dict[str, Any]] = field(default_factory=list)  # split job time vs workers
     load: list[dict[str, Any]] = field(default_factory=list)  # Locust, one row per request name
     load_cpu_s: dict[str, float] = field(default_factory=dict)  # CPU by process during Locust
     load_wall_s: float = 0.0  # the Locust run's wall time, stopping included

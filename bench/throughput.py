@@ -134,7 +134,9 @@ def throttled(services: Services, cfg: Config, results: Results, rate_mb_s: floa
     s3.delete_object(Bucket=services.stack.bucket, Key=key)
     bare = measure.bare(inp)
     services.stop_workers()
-    services.start_workers(1, V2M_S3_ENDPOINT_URL=proxy, V2M_S3_CREATE_BUCKET="false")
+    services.start_workers(
+        1, V2M_S3_ENDPOINT_URL=proxy, V2M_S3_CREATE_BUCKET="false", V2M_SPLIT_MIN_DURATION_S="0"
+    )
     with sampling(services) as sampler:
         job_id = services.create_job(upload_id)
         (row,) = services.wait([job_id])

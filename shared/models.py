@@ -417,6 +417,11 @@ class JobOutput(BaseModel):
     true_peak_db: float | None = Field(default=None, description="True peak of the output, dBTP.")
 
 
+class JobSegments(BaseModel):
+    done: int
+    total: int
+
+
 class JobPublic(BaseModel):
     id: str
     status: JobStatus
@@ -429,6 +434,11 @@ class JobPublic(BaseModel):
     output: JobOutput | None
     error: ErrorInfo | None
     attempts: int = Field(description="How many times a worker has started this job.")
+    segments: JobSegments | None = Field(
+        default=None,
+        description="A long MP3 job split into segments that several workers encode at once: "
+        "how many are done of how many; null for a job converted whole.",
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -462,6 +472,9 @@ class JobPublic(BaseModel):
             output=output,
             error=error,
             attempts=job.attempts,
+            segments=JobSegments(done=job.segments_done, total=job.segments_total)
+            if job.segments_total
+            else None,
         )
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, String, delete, update
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, String, delete, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared.models import Job, JobStatus, utcnow
@@ -43,6 +43,10 @@ class JobSegment(SQLModel, table=True):
     end_sample: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     part_key: str | None = Field(default=None, max_length=512)
     padding: int | None = None  # the last segment's trailing padding (samples)
+    # Its share of the output's loudness: the momentary loudness (LUFS) of the 400 ms
+    # blocks that start in its range, and its true peak (linear).
+    loudness_blocks: list[float] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    true_peak: float | None = None
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -161,8 +165,16 @@ def release(*, session: Session, job_id: str, index: int, token: str) -> None:
     session.commit()
 
 
+@dataclass(frozen=True)
+class Result:
+    part_key: str
+    padding: int
+    loudness_blocks: list[float]
+    true_peak: float
+
+
 def finish(
-    *, session: Session, job_id: str, index: int, token: str, part_key: str, padding: int | None
+    *, session: Session, job_id: str, index: int, token: str, result: Result
 ) -> tuple[int, int] | None:
     """Mark the segment done and count it on its job, in one transaction: the job's
     (done, total) after this one, or None when it was not ours to finish (done already,
@@ -170,7 +182,14 @@ def finish(
     marked = session.execute(
         _update()
         .where(*_ours(job_id, index, token), col(JobSegment.state) == SegmentState.processing)
-        .values(state=SegmentState.done, part_key=part_key, padding=padding, updated_at=utcnow())
+        .values(
+            state=SegmentState.done,
+            part_key=result.part_key,
+            padding=result.padding,
+            loudness_blocks=result.loudness_blocks,
+            true_peak=result.true_peak,
+            updated_at=utcnow(),
+        )
     )
     if not marked.rowcount:  # type: ignore[attr-defined]
         session.rollback()

@@ -12,6 +12,7 @@ delivered later (its worker died while joining) joins again, with the same resul
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -107,7 +108,7 @@ def run_segment(job: Job, row: segments.JobSegment, attempt: int, ctx: JobContex
     log.info("segment_started", segment=row.idx)
     try:
         with renewing(ctx, f"segment-{job.id[:8]}-{row.idx}", beat):
-            key, padding = encode_segment(job, row, ctx)
+            result = encode_segment(job, row, ctx)
     except AppError as exc:
         return segment_failed(exc, job, row, attempt, ctx)
     except Exception as exc:  # unexpected: log with traceback, treat as retryable
@@ -122,8 +123,7 @@ def run_segment(job: Job, row: segments.JobSegment, attempt: int, ctx: JobContex
             job_id=job.id,
             index=row.idx,
             token=row.token,
-            part_key=key,
-            padding=padding,
+            result=result,
         )
     metrics.SEGMENTS_FINISHED.labels("done").inc()
     log.info("segment_done", segment=row.idx, counts=counts, wall_s=time.monotonic() - started)
@@ -137,12 +137,13 @@ def _workdir(ctx: JobContext, job_id: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.settings.tmp_dir))
 
 
-def encode_segment(job: Job, row: segments.JobSegment, ctx: JobContext) -> tuple[str, int]:
-    """Encode the segment's range, keep its frames, store them; (part key, padding)."""
+def encode_segment(job: Job, row: segments.JobSegment, ctx: JobContext) -> segments.Result:
+    """Encode the segment's range, measure its blocks' loudness, store the frames kept."""
     settings = ctx.settings
     options = JobOptions.model_validate(job.options)
     url = ctx.storage.presign_internal_get(job.input_key, expires_s=settings.input_url_expires_s)
-    win = split.window(segments.Range(row.start_sample, row.end_sample), row.sample_rate)
+    part = segments.Range(row.start_sample, row.end_sample)
+    win = split.window(part, row.sample_rate)
     workdir = _workdir(ctx, job.id)
     try:
         # Only segment 0 carries the tags, cover and chapters; it needs the input's facts.
@@ -178,11 +179,26 @@ def encode_segment(job: Job, row: segments.JobSegment, ctx: JobContext) -> tuple
             raise MediaError(
                 "The file's audio could not be decoded.", code="unsupported_media", detail=str(exc)
             ) from exc
+        grid = split.blocks(part, win, row.sample_rate)
+        measured = loudness.measure_blocks(
+            settings.ffmpeg_bin,
+            encoded,
+            workdir,
+            filters=[f"atrim=start_sample={grid.start_sample}"],
+            timeout_s=settings.job_timeout_s,
+            memory_mb=settings.ffmpeg_memory_limit_mb,
+        )
+        end = None if grid.count is None else grid.first + grid.count
         kept = workdir / "part.mp3"
         kept.write_bytes(body)
         key = part_key(job.id, row.token, row.idx)
         ctx.storage.upload_file(str(kept), key, content_type="audio/mpeg")
-        return key, padding
+        return segments.Result(
+            part_key=key,
+            padding=padding,
+            loudness_blocks=measured.momentary[grid.first : end],
+            true_peak=measured.true_peak,
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -238,13 +254,7 @@ def join_job(job: Job, ctx: JobContext) -> Outcome:
         size = out.stat().st_size
         if facts is None or size >= settings.max_output_bytes:
             raise MediaError("The joined output could not be read.", code="unsupported_media")
-        level = loudness.measure(
-            settings.ffmpeg_bin,
-            str(out),
-            workdir,
-            timeout_s=settings.job_timeout_s,
-            memory_mb=settings.ffmpeg_memory_limit_mb,
-        )
+        level = joined_loudness(rows)
         info = format_info("mp3")
         key = output_key(job.id, job.owner_id, info.extension)
         ctx.storage.upload_file(str(out), key, content_type=info.content_type)
@@ -291,3 +301,18 @@ def join_job(job: Job, ctx: JobContext) -> Outcome:
         output_bytes=size,
     )
     return Outcome(Action.ACK)
+
+
+def joined_loudness(rows: list[segments.JobSegment]) -> ffmpeg.Loudness | None:
+    """The joined output's loudness from its segments' blocks (gated as one stream) and
+    true peaks (the largest), without measuring the joined file again."""
+    blocks = [m for row in rows for m in row.loudness_blocks or []]
+    value = loudness.integrated(blocks)
+    if value is None:
+        return None
+    peak = max((row.true_peak or 0.0) for row in rows)
+    return ffmpeg.Loudness(
+        integrated_lufs=round(value, 2),
+        range_lu=0.0,
+        true_peak_db=round(20 * math.log10(peak), 2) if peak > 0 else None,
+    )

@@ -26,7 +26,11 @@ from worker.ffmpeg.media import ProbeResult
 
 FRAME = mp3frames.SAMPLES_PER_FRAME
 PREROLL_FRAMES = 8
-POSTROLL_FRAMES = 4
+# The last block a segment measures starts in its range and runs 400 ms past it: the
+# post-roll covers that at 48 kHz too.
+POSTROLL_FRAMES = 17
+# Samples of pre-roll the loudness measurement skips: the decoder's start after a seek.
+WARMUP_SAMPLES = 2048
 # Containers whose audio timestamps are exact to the sample, so an input seek lands on
 # the sample asked (Matroska's millisecond timestamps do not).
 SPLIT_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "wav"})
@@ -112,3 +116,27 @@ def join(parts: list[bytes], padding: int) -> bytes:
     sizes = [size for _, size in mp3frames.layout(audio, tagged=False).frames]
     tag = mp3frames.write_tag(head.tag_frame, sizes, mp3frames.crc16(audio), padding)
     return id3 + tag + audio
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Where a segment's loudness measurement starts in its own decoded audio, and which
+    of its 400 ms blocks (one every 100 ms from there) fall in its range."""
+
+    start_sample: int
+    first: int
+    count: int | None  # None: every block to the end
+
+
+def blocks(part: Range, win: Window, rate: int) -> Blocks:
+    """Blocks on one grid for the whole input (every 100 ms from its start): each segment
+    measures those that start in its range, after a warm-up in its pre-roll, so the
+    blocks of all segments are the blocks one measurement of the joined file makes."""
+    step = rate // 10
+    cut_start = part.start_sample - win.skip_frames * FRAME
+    grid = 0 if part.start_sample == 0 else -(-(cut_start + WARMUP_SAMPLES) // step) * step
+    first = -(-(part.start_sample - grid) // step)
+    count = None
+    if part.end_sample is not None:
+        count = -(-(part.end_sample - grid) // step) - first
+    return Blocks(start_sample=grid - cut_start, first=first, count=count)

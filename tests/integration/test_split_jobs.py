@@ -14,6 +14,7 @@ import pytest
 from shared.options import JobOptions
 from tests.integration.conftest import Proc, Stack, StackFactory, wait_for
 from worker import ffmpeg, mp3frames, mp3info
+from worker.ffmpeg import loudness
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +103,7 @@ def test_long_tone_split_across_workers_joins_gapless_and_as_long_as_one_encode(
     # Then it was split into five segments, encoded by both workers
     (split,) = split_events(stack, "job_split")
     assert split["segments"] == 5
+    assert job["segments"] == {"done": 5, "total": 5}
     assert {e["job_id"] for e in split_events(stack, "segment_done")} == {job["id"]}
     # And the joined MP3 says (Xing/LAME) and decodes to as many samples as one encode,
     # within one frame, with no step at any join larger than the tone's own
@@ -113,6 +115,33 @@ def test_long_tone_split_across_workers_joins_gapless_and_as_long_as_one_encode(
     assert abs(len(ours) - 600 * 44100) <= FRAME
     assert largest_step(ours) <= largest_step(theirs)
     assert job["output"]["loudness_lufs"] is not None
+
+
+def test_split_jobs_loudness_from_its_segments_is_that_of_the_joined_file(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    # Given pink noise whose level swells and fades (so gating matters), 90 s long
+    source = tmp_path / "swell.m4a"
+    subprocess.run(
+        [
+            *("ffmpeg", "-v", "error", "-f", "lavfi", "-i"),
+            "anoisesrc=color=pink:sample_rate=44100:duration=90:amplitude=0.5,"
+            "volume='0.05+0.95*abs(sin(t/3))':eval=frame",
+            *("-ac", "2", "-c:a", "aac", "-b:a", "192k", str(source)),
+        ],
+        check=True,
+    )
+    stack = make_stack(workers=2, split_min_duration_s="30", split_segment_s="20")
+    # When it is converted in segments, each measuring the loudness of its own range
+    job = stack.convert(source, "swell.m4a", "audio/mp4")
+    assert job["status"] == "completed" and job["segments"]["total"] == 4, job
+    joined = tmp_path / "joined.mp3"
+    stack.download(job["id"], joined)
+    # Then the figures are those of one measurement of the joined file
+    whole = loudness.measure("ffmpeg", str(joined), tmp_path, timeout_s=120)
+    assert whole is not None
+    assert job["output"]["loudness_lufs"] == pytest.approx(whole.integrated_lufs, abs=0.02)
+    assert job["output"]["true_peak_db"] == pytest.approx(whole.true_peak_db, abs=0.02)
 
 
 def converted_bytes(stack: Stack, source: Path, dest: Path) -> bytes:

@@ -113,7 +113,8 @@ def test_job_is_accepted_with_202_and_the_contract_shape(
 
     assert response.status_code == 202
     job = response.json()
-    assert set(job) == CONTRACT_JOB_KEYS | {"attempts"}
+    assert set(job) == CONTRACT_JOB_KEYS | {"attempts", "segments"}
+    assert job["segments"] is None  # converted whole unless a worker splits it
     assert job["status"] == "queued"
     assert job["progress"] == 0
     assert datetime.fromisoformat(job["created_at"]).tzinfo is not None

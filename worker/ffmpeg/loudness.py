@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import TransientTranscodeError
@@ -18,6 +19,10 @@ from worker.ffmpeg.errors import classify_failure
 from worker.ffmpeg.media import Loudness
 
 TAIL_BYTES = 4096  # the last frame's metadata lines, with room to spare
+BLOCK_FRAMES = 4  # ebur128 writes a frame every 100 ms; a block spans four
+LUFS_OFFSET = 0.691
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = 10.0
 
 
 def measure_argv(
@@ -66,6 +71,79 @@ def parse_report(text: str) -> Loudness | None:
     )
 
 
+@dataclass(frozen=True)
+class Blocks:
+    """Momentary loudness (LUFS) of each 400 ms block, one every 100 ms from the start of
+    the measured stream (the first ends 400 ms in), and the stream's true peak (linear)."""
+
+    momentary: list[float]
+    true_peak: float
+
+
+def parse_blocks(text: str) -> Blocks:
+    """Every frame's momentary loudness from ebur128's metadata, after the three frames
+    whose window is not yet full; its last true peak."""
+    momentary: list[float] = []
+    peak = 0.0
+    frame = -1
+    for line in text.splitlines():
+        if line.startswith("frame:"):
+            frame += 1
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if key == "lavfi.r128.M" and frame >= BLOCK_FRAMES - 1:
+            momentary.append(float(value))
+        elif key == "lavfi.r128.true_peak":
+            peak = float(value)
+    return Blocks(momentary=momentary, true_peak=peak)
+
+
+def measure_blocks(
+    ffmpeg: str, path: Path, workdir: Path, *, filters: list[str], timeout_s: float, memory_mb: int
+) -> Blocks:
+    """The 400 ms blocks and true peak of a local file's audio (after ``filters``)."""
+    report = workdir / "blocks.txt"
+    report.unlink(missing_ok=True)
+    argv = measure_argv(ffmpeg, str(path), report, before_input=[], filters=filters)
+    _run(argv, timeout_s=timeout_s, memory_mb=memory_mb)
+    return parse_blocks(report.read_text(errors="replace"))
+
+
+def integrated(momentary: list[float]) -> float | None:
+    """BS.1770 gated integrated loudness from 400 ms block loudness: the blocks above
+    -70 LUFS, then those above their mean less 10 LU; None when none passes."""
+
+    def mean_lufs(values: list[float]) -> float:
+        energy = sum(10 ** ((m + LUFS_OFFSET) / 10) for m in values) / len(values)
+        return -LUFS_OFFSET + 10 * math.log10(energy)
+
+    loud = [m for m in momentary if m > ABSOLUTE_GATE_LUFS]
+    if not loud:
+        return None
+    relative = mean_lufs(loud) - RELATIVE_GATE_LU
+    gated = [m for m in loud if m > relative]
+    return mean_lufs(gated) if gated else None
+
+
+def _run(argv: list[str], *, timeout_s: float, memory_mb: int) -> None:
+    argv, preexec_fn = sandboxed(argv, cpu_seconds=int(timeout_s) + 60, memory_mb=memory_mb)
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, timeout=timeout_s, check=False, preexec_fn=preexec_fn
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TransientTranscodeError(
+            "Measuring the loudness took too long.", code="timeout"
+        ) from exc
+    metrics.record_exit("ffmpeg", proc.returncode)
+    if proc.returncode != 0:
+        raise classify_failure(
+            proc.returncode, proc.stderr.decode("utf-8", "replace"), stage="ffmpeg"
+        )
+
+
 def measure(
     ffmpeg: str,
     url: str,
@@ -81,20 +159,7 @@ def measure(
     report = workdir / "loudness.txt"
     report.unlink(missing_ok=True)
     argv = measure_argv(ffmpeg, url, report, before_input=before_input or [], filters=filters or [])
-    argv, preexec_fn = sandboxed(argv, cpu_seconds=int(timeout_s) + 60, memory_mb=memory_mb)
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, timeout=timeout_s, check=False, preexec_fn=preexec_fn
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TransientTranscodeError(
-            "Measuring the loudness took too long.", code="timeout"
-        ) from exc
-    metrics.record_exit("ffmpeg", proc.returncode)
-    if proc.returncode != 0:
-        raise classify_failure(
-            proc.returncode, proc.stderr.decode("utf-8", "replace"), stage="ffmpeg"
-        )
+    _run(argv, timeout_s=timeout_s, memory_mb=memory_mb)
     try:
         with report.open("rb") as file:
             size = file.seek(0, 2)

@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("end_sample", sa.BigInteger(), nullable=True),
         sa.Column("part_key", sa.String(length=512), nullable=True),
         sa.Column("padding", sa.Integer(), nullable=True),
+        sa.Column("loudness_blocks", sa.JSON(), nullable=True),
+        sa.Column("true_peak", sa.Float(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["job.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", "idx"),

@@ -1,0 +1,64 @@
+"""Split jobs (docs/ARCHITECTURE.md, "Split jobs"): one long input converted by 1 and 2
+workers at once, against one bare ffmpeg with the same settings, in one run."""
+
+from __future__ import annotations
+
+import statistics
+
+from bench import measure, media
+from bench.figures import job_once
+from bench.results import Config, Figure, Results
+from bench.stack import Services
+
+# Issue 24: a 600 s 720p input, two workers, end to end.
+TARGETS = {600: 0.60}
+WORKER_COUNTS = (1, 2)
+
+
+def split_rows(services: Services, cfg: Config, results: Results, *, long: bool) -> None:
+    """Per input: bare ffmpeg, then the job with 1 and 2 workers splitting it (the
+    settings' defaults), and with 1 worker converting it whole, runs interleaved."""
+    inputs = [600, 3600] if long else [600]
+    reps = 1 if cfg.mode == "quick" else 3
+    for seconds in inputs:
+        inp = media.video_720p(seconds)
+        runs = 1 if seconds > 600 else reps
+        print(f"- split: {seconds} s input, {runs} runs per worker count", flush=True)
+        bares = [measure.bare(inp).wall_s for _ in range(runs)]
+        row: dict[str, object] = {"input_s": seconds, "bare_s": statistics.median(bares)}
+        whole: list[float] = []
+        services.stop_workers()
+        services.start_workers(1, V2M_SPLIT_MIN_DURATION_S="0")
+        for _ in range(runs):
+            whole.append(job_once(services, inp)["e2e_s"])
+        row["unsplit_1_s"] = statistics.median(whole)
+        by_workers: dict[int, float] = {}
+        for workers in WORKER_COUNTS:
+            services.stop_workers()
+            services.start_workers(workers)
+            times = []
+            for _ in range(runs):
+                bares.append(measure.bare(inp).wall_s)
+                times.append(job_once(services, inp)["e2e_s"])
+            by_workers[workers] = statistics.median(times)
+        bare = statistics.median(bares)
+        row.update(bare_s=bare, split_s=by_workers)
+        results.split.append(row)
+        two = by_workers[2]
+        target = TARGETS.get(seconds)
+        results.add(
+            Figure(
+                f"split_{seconds}s_2w",
+                f"split job, 2 workers: end-to-end / one bare ffmpeg, {seconds} s 720p input",
+                two,
+                bare,
+                two / bare,
+                f"<= {target}" if target else "none (reported)",
+                target is None or two / bare <= target,
+                "s",
+                f"median of {runs}; 1 worker split {by_workers[1]:.2f} s, 1 worker whole "
+                f"{row['unsplit_1_s']:.2f} s, bare ffmpeg {bare:.2f} s",
+            )
+        )
+    services.stop_workers()
+    services.start_workers(1)
