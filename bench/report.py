@@ -156,14 +156,16 @@ def scaling_table(results: Results) -> str:
 
 def split_table(results: Results) -> str:
     rows = [
-        "| input | bare ffmpeg | 1 worker, whole | 1 worker, split | 2 workers, split | 2 workers / bare |",
-        "|---|---|---|---|---|---|",
+        "| input | bare ffmpeg | 1 worker, whole | 1 worker, split | 2 workers, split | 2 workers / bare | CPU, 2 workers (ffmpeg + workers + S3) / bare ffmpeg |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in results.split:
         times = {int(n): t for n, t in row["split_s"].items()}
+        cpu = {int(n): sum(v.values()) for n, v in row.get("cpu_s", {}).items()}
         rows.append(
             f"| {row['input_s']} s 720p MP4 | {row['bare_s']:.2f} s | {row['unsplit_1_s']:.2f} s "
-            f"| {times[1]:.2f} s | {times[2]:.2f} s | {times[2] / row['bare_s']:.3f} |"
+            f"| {times[1]:.2f} s | {times[2]:.2f} s | {times[2] / row['bare_s']:.3f} "
+            f"| {cpu.get(2, 0):.2f} s / {row.get('bare_cpu_s', 0):.2f} s |"
         )
     return "\n".join(rows)
 

@@ -9,10 +9,21 @@ from bench import measure, media
 from bench.figures import job_once
 from bench.results import Config, Figure, Results
 from bench.stack import Services
+from tests.integration.conftest import Proc
 
 # Issue 24: a 600 s 720p input, two workers, end to end.
 TARGETS = {600: 0.60}
 WORKER_COUNTS = (1, 2)
+
+
+def cpu_by_process(services: Services, workers: list[Proc]) -> dict[str, float]:
+    """CPU seconds so far: the workers' ffmpeg and ffprobe runs, the workers, the S3
+    server."""
+    return {
+        "ffmpeg": sum(measure.cpu_s(p.popen.pid, children=True) for p in workers),
+        "workers": sum(measure.cpu_s(p.popen.pid) for p in workers),
+        "s3": measure.cpu_s(services.s3_pid),
+    }
 
 
 def split_rows(services: Services, cfg: Config, results: Results, *, long: bool) -> None:
@@ -33,16 +44,25 @@ def split_rows(services: Services, cfg: Config, results: Results, *, long: bool)
             whole.append(job_once(services, inp)["e2e_s"])
         row["unsplit_1_s"] = statistics.median(whole)
         by_workers: dict[int, float] = {}
+        cpu: dict[int, dict[str, float]] = {}
+        bare_cpu = []
         for workers in WORKER_COUNTS:
             services.stop_workers()
-            services.start_workers(workers)
+            procs = services.start_workers(workers)
             times = []
             for _ in range(runs):
-                bares.append(measure.bare(inp).wall_s)
+                run = measure.bare(inp)
+                bares.append(run.wall_s)
+                bare_cpu.append(run.cpu_s)
+                before = cpu_by_process(services, procs)
                 times.append(job_once(services, inp)["e2e_s"])
+                after = cpu_by_process(services, procs)
+                cpu[workers] = {k: after[k] - before[k] for k in after}
             by_workers[workers] = statistics.median(times)
         bare = statistics.median(bares)
-        row.update(bare_s=bare, split_s=by_workers)
+        row.update(
+            bare_s=bare, split_s=by_workers, cpu_s=cpu, bare_cpu_s=statistics.median(bare_cpu)
+        )
         results.split.append(row)
         two = by_workers[2]
         target = TARGETS.get(seconds)
@@ -57,7 +77,10 @@ def split_rows(services: Services, cfg: Config, results: Results, *, long: bool)
                 target is None or two / bare <= target,
                 "s",
                 f"median of {runs}; 1 worker split {by_workers[1]:.2f} s, 1 worker whole "
-                f"{row['unsplit_1_s']:.2f} s, bare ffmpeg {bare:.2f} s",
+                f"{row['unsplit_1_s']:.2f} s, bare ffmpeg {bare:.2f} s; CPU of the last "
+                "2-worker job: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in cpu[2].items())
+                + f" (bare ffmpeg {statistics.median(bare_cpu):.2f} s)",
             )
         )
     services.stop_workers()
