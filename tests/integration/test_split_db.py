@@ -14,7 +14,8 @@ from sqlmodel import Session
 from shared import jobs, segments
 from shared.db import make_engine, migrate
 from shared.models import User
-from tests.unit.conftest import add_upload, make_settings
+from tests.unit.conftest import make_settings
+from tests.unit.test_job_states import new_job
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +38,10 @@ def processing_job(engine: Engine) -> tuple[str, str]:
     with Session(engine, expire_on_commit=False) as session:
         session.add(User(id="owner-1", email="owner@example.com"))
         session.commit()
-        upload = add_upload(
-            session=session,
-            upload_id="u1",
-            owner_id="owner-1",
-            key="uploads/u1/a.mp4",
-            filename="a.mp4",
-            content_type="video/mp4",
-            size_bytes=10,
-            expires_at=datetime.now(UTC) + timedelta(hours=1),
-        )
-        job = jobs.insert_job(
-            session=session, upload=upload, options={}, idempotency_key=None, request_hash=None
-        )
-        started = jobs.start_attempt(session=session, job_id=job.id, token=job.dispatch_token)
+        job_id = new_job(session)
+        started = jobs.start_attempt(session=session, job_id=job_id)
         assert started is not None
-        return job.id, job.dispatch_token
+        return job_id, started.dispatch_token
 
 
 def test_segments_finished_at_once_name_exactly_one_joiner(engine: Engine) -> None:
