@@ -52,6 +52,7 @@ def dispatch_segments(job: Job, probe: ffmpeg.ProbeResult, ctx: JobContext) -> b
     rate = probe.first_audio.sample_rate
     ranges = split.plan(probe.duration_s, rate, ctx.settings.split_segment_s)
     token = job.dispatch_token
+    remove_parts(job.id, ctx)  # of an earlier split under an older token
     with Session(ctx.engine) as session:
         if not segments.create(
             session=session, job_id=job.id, token=token, ranges=ranges, sample_rate=rate
@@ -62,6 +63,18 @@ def dispatch_segments(job: Job, probe: ffmpeg.ProbeResult, ctx: JobContext) -> b
     metrics.SPLIT_JOBS.inc()
     log.info("job_split", segments=len(ranges), media_s=probe.duration_s)
     return True
+
+
+def remove_parts(job_id: str, ctx: JobContext) -> None:
+    """Delete the stored segments of the job's finished segments (best effort: a part
+    left behind is only bytes, under the job's own prefix)."""
+    with Session(ctx.engine) as session:
+        keys = [row.part_key for row in segments.all_of(session=session, job_id=job_id)]
+    for key in filter(None, keys):
+        try:
+            ctx.storage.delete(key)
+        except AppError:
+            log.warning("segment_part_not_removed", key=key)
 
 
 def handle_segment(message: JobMessage, ctx: JobContext) -> Outcome:
@@ -127,7 +140,9 @@ def run_segment(job: Job, row: segments.JobSegment, attempt: int, ctx: JobContex
         )
     metrics.SEGMENTS_FINISHED.labels("done").inc()
     log.info("segment_done", segment=row.idx, counts=counts, wall_s=time.monotonic() - started)
-    if counts is not None and counts[0] == counts[1]:
+    if counts is None:  # the job failed or moved on meanwhile: nobody will join this part
+        ctx.storage.delete(result.part_key)
+    elif counts[0] == counts[1]:
         return join_job(job, ctx)
     return Outcome(Action.ACK)
 
@@ -226,6 +241,7 @@ def segment_failed(
         )
     metrics.SEGMENTS_FINISHED.labels("failed").inc()
     if failed:
+        remove_parts(job.id, ctx)
         publish_outcome(ctx, job.id, row.token, "job.failed")
         metrics.JOBS_FINISHED.labels("failed", code).inc()
     log.info("segment_failed", segment=row.idx, code=code, detail=exc.detail)
@@ -286,9 +302,7 @@ def join_job(job: Job, ctx: JobContext) -> Outcome:
             true_peak_db=level.true_peak_db if level else None,
         )
     if owned:
-        for row in rows:
-            if row.part_key:
-                ctx.storage.delete(row.part_key)
+        remove_parts(job.id, ctx)
         publish_outcome(ctx, job.id, token, "job.completed")
         metrics.JOBS_FINISHED.labels("completed", "").inc()
         metrics.record_completed(input_bytes=job.input_size_bytes, output_bytes=size)

@@ -70,6 +70,11 @@ def split_events(stack: Stack, name: str) -> list[dict[str, object]]:
     return [e for p in stack.procs if p.name.startswith("worker") for e in p.events(name)]
 
 
+def stored_parts(stack: Stack) -> list[str]:
+    listing = stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="parts/")
+    return [obj["Key"] for obj in listing.get("Contents", [])]
+
+
 def slow_ffmpeg(directory: Path, fail_last_segment: bool = False) -> str:
     """An ffmpeg that waits a moment before each run (so a test can kill a worker while
     a segment encodes), or that fails the last segment (the one cut from a start to the
@@ -115,6 +120,7 @@ def test_long_tone_split_across_workers_joins_gapless_and_as_long_as_one_encode(
     assert abs(len(ours) - 600 * 44100) <= FRAME
     assert largest_step(ours) <= largest_step(theirs)
     assert job["output"]["loudness_lufs"] is not None
+    assert not stored_parts(stack)
 
 
 def test_split_jobs_loudness_from_its_segments_is_that_of_the_joined_file(
@@ -203,6 +209,8 @@ def test_segment_failing_for_good_fails_its_job_with_the_segments_code(
     (split,) = split_events(stack, "job_split")
     assert split["segments"] == 3
     assert stack.output_keys() == []
+    # And no segment's part is left in storage
+    wait_for(lambda: not stored_parts(stack), 30, "the segments' parts to be removed")
 
 
 @pytest.mark.parametrize(
