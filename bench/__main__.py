@@ -93,7 +93,10 @@ def main() -> int:
     print(f"machine: {report.machine_line(results.machine)}")
     print(report.table(results))
     print(report.notes(results))
-    if only:
+    if only:  # a subset never replaces the full run's published figures
+        out = ROOT / ".bench-cache" / "results-only.json"
+        out.write_text(json.dumps(results.to_json(), indent=2, default=str) + "\n")
+        print(f"\nwrote {out.relative_to(ROOT)}")
         return 0
     if args.quick:  # a quick run never replaces the full run's published figures
         out = ROOT / ".bench-cache" / "results-quick.json"

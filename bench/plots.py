@@ -94,6 +94,13 @@ def plots(results: Results) -> None:
                 "o-",
                 label=f"{row['input_s']} s input, split",
             )[0]
+            ax.plot(
+                [1],
+                [row["unsplit_1_s"]],
+                "x",
+                color=line.get_color(),
+                label=f"{row['input_s']} s, converted whole",
+            )
             ax.axhline(
                 row["bare_s"],
                 ls="--",
@@ -103,8 +110,8 @@ def plots(results: Results) -> None:
         ax.set_xlabel(f"worker processes ({results.machine['cores']} cores)")
         ax.set_ylabel("end-to-end time (s)")
         ax.set_xticks(sorted({int(n) for row in results.split for n in row["split_s"]}))
-        ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
         ax.legend()
         ax.set_title("A long job against workers (720p MP4)")
         fig.tight_layout()

@@ -92,3 +92,23 @@ def test_lame_tag_crc_is_crc16_arc() -> None:
 def test_a_frame_that_is_not_ours_is_refused() -> None:
     with pytest.raises(ValueError):
         mp3frames.layout(b"not an mp3 at all")
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+def test_segments_measure_every_100_ms_block_once_on_one_grid(rate: int) -> None:
+    step = rate // 10
+    measured: list[int] = []
+    for part in split.plan(400, rate, 60):
+        win = split.window(part, rate)
+        grid = split.blocks(part, win, rate)
+        cut_start = part.start_sample - win.skip_frames * FRAME
+        origin = cut_start + grid.start_sample  # where this segment's measurement starts
+        assert origin % step == 0 and origin <= part.start_sample
+        assert part.start_sample == 0 or origin - cut_start >= split.WARMUP_SAMPLES
+        first = origin // step + grid.first
+        count = grid.count if grid.count is not None else 4000 - first
+        if part.end_sample is not None:  # the last block it measures ends in its post-roll
+            last_end = (first + count - 1) * step + 4 * step
+            assert last_end <= part.end_sample + split.POSTROLL_FRAMES * FRAME
+        measured += range(first, first + count)
+    assert measured == list(range(4000))
