@@ -100,6 +100,13 @@ class FakeStorage:
         self._check()
         self.objects[key] = StoredObject(Path(path).read_bytes(), content_type)
 
+    def download_file(self, key: str, path: str) -> None:
+        self._check()
+        obj = self.objects.get(key)
+        if obj is None:
+            raise StorageError("Could not read an object from object storage.")
+        Path(path).write_bytes(obj.data)
+
     def delete(self, key: str) -> None:
         self._check()
         self.objects.pop(key, None)
