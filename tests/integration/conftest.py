@@ -494,6 +494,9 @@ def new_stack(
         "V2M_S3_CORS_ORIGINS": "[]",
         "V2M_TMP_DIR": str(workdir / "tmp"),
         "V2M_RETRY_BACKOFF_BASE_S": "0.5",
+        # Jobs are converted whole unless a test splits them (test_split_jobs.py): the
+        # long inputs of the reliability tests follow one job's attempts and progress.
+        "V2M_SPLIT_MIN_DURATION_S": "0",
         "V2M_DEV_API_KEY": f"v2m_test_{uuid.uuid4().hex}",
         "V2M_DEV_PASSWORD": "test-password-1",
         "V2M_JWT_SECRET": uuid.uuid4().hex * 2,
