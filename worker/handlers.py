@@ -46,7 +46,12 @@ def handle(message: JobMessage, ctx: JobContext) -> Outcome:
             return Outcome(Action.REQUEUE)
         if message.segment is not None:
             with structlog.contextvars.bound_contextvars(segment=message.segment):
-                return handle_segment(message, ctx)
+                try:
+                    return handle_segment(message, ctx)
+                except SQLAlchemyError:
+                    log.error("database_unavailable", exc_info=True)
+                    wait_for_database(ctx)
+                    return Outcome(Action.REQUEUE)
         timing.start()
         while True:
             try:

@@ -180,7 +180,7 @@ def encode_segment(job: Job, row: segments.JobSegment, ctx: JobContext) -> segme
             cpu_seconds=int(settings.job_timeout_s) + 60,
             memory_mb=settings.ffmpeg_memory_limit_mb,
         )
-        ffmpeg.run_transcode(
+        run = ffmpeg.run_transcode(
             argv,
             on_progress=lambda _percent: None,
             duration_s=None,
@@ -188,6 +188,12 @@ def encode_segment(job: Job, row: segments.JobSegment, ctx: JobContext) -> segme
             timeout_s=settings.job_timeout_s,
             preexec_fn=preexec_fn,
         )
+        if ffmpeg.looks_truncated(run.stderr_tail):
+            raise MediaError(
+                "The upload is incomplete: the file was cut off before its end.",
+                code="input_truncated",
+                detail="\n".join(run.stderr_tail)[-1500:],
+            )
         try:
             body, padding = split.cut_part(encoded.read_bytes(), row.idx, win)
         except ValueError as exc:
