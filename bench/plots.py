@@ -113,7 +113,7 @@ def plots(results: Results) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend()
-        ax.set_title("A long job against workers (720p MP4)")
+        ax.set_title("A long job against workers")
         fig.tight_layout()
         fig.savefig(DOCS / "perf-split-vs-workers.png", dpi=110)
         plt.close(fig)

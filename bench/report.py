@@ -163,7 +163,7 @@ def split_table(results: Results) -> str:
         times = {int(n): t for n, t in row["split_s"].items()}
         cpu = {int(n): sum(v.values()) for n, v in row.get("cpu_s", {}).items()}
         rows.append(
-            f"| {row['input_s']} s 720p MP4 | {row['bare_s']:.2f} s | {row['unsplit_1_s']:.2f} s "
+            f"| {row['input_s']} s {row.get('kind', '720p MP4')} | {row['bare_s']:.2f} s | {row['unsplit_1_s']:.2f} s "
             f"| {times[1]:.2f} s | {times[2]:.2f} s | {times[2] / row['bare_s']:.3f} "
             f"| {cpu.get(2, 0):.2f} s / {row.get('bare_cpu_s', 0):.2f} s |"
         )
