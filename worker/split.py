@@ -40,12 +40,18 @@ SPLIT_RATES = frozenset({32000, 44100, 48000})
 
 def should_split(options: JobOptions, probe: ProbeResult, settings: Settings) -> bool:
     """MP3 out, nothing that needs the whole signal (trim with fades, normalisation), no
-    resampling, a container with exact timestamps, and long enough to be worth it."""
+    resampling, a container with exact timestamps whose audio starts with it, and long
+    enough to be worth it."""
     if settings.split_min_duration_s <= 0 or not probe.audio or probe.duration_s is None:
         return False
     rate = probe.first_audio.sample_rate
+    # A seek counts from the container's start: the audio must start there too, or the
+    # segments after the first would be shifted against it.
+    # (WAV gives no start time: it starts at 0.)
+    audio_start, start = probe.first_audio.start_s or 0.0, probe.start_s or 0.0
     return (
-        options.format == "mp3"
+        abs(audio_start - start) < 0.5 / rate
+        and options.format == "mp3"
         and options.trim is None
         and options.normalize is None
         and rate in SPLIT_RATES

@@ -14,13 +14,19 @@ FRAME = 1152
 
 
 def probe(
-    seconds: float = 600, rate: int = 44100, fmt: str = "mov,mp4,m4a,3gp,3g2,mj2"
+    seconds: float = 600,
+    rate: int = 44100,
+    fmt: str = "mov,mp4,m4a,3gp,3g2,mj2",
+    audio_start_s: float = 0.0,
 ) -> ProbeResult:
     return ProbeResult(
         format_name=fmt,
         duration_s=seconds,
         bit_rate=None,
-        audio=[AudioStream(index=0, codec="aac", channels=2, sample_rate=rate)],
+        audio=[
+            AudioStream(index=0, codec="aac", channels=2, sample_rate=rate, start_s=audio_start_s)
+        ],
+        start_s=0.0,
     )
 
 
@@ -72,6 +78,7 @@ def test_each_segment_keeps_its_own_frames_after_the_pre_roll() -> None:
         (JobOptions(), probe(rate=22050), False),
         (JobOptions(), probe(fmt="matroska,webm"), False),
         (JobOptions(), probe(fmt="wav"), True),
+        (JobOptions(), probe(audio_start_s=0.021), False),  # video first: seeks would shift
     ],
 )
 def test_only_mp3_jobs_that_need_no_whole_signal_split(

@@ -91,7 +91,7 @@ def probe_argv(ffprobe: str, url: str, *, restrict_formats: bool = True) -> list
         argv += ["-format_whitelist", FORMAT_WHITELIST]
     return argv + [
         "-show_entries",
-        "format=format_name,duration,bit_rate:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration:stream_disposition=attached_pic:chapter=start_time,end_time:chapter_tags=title",
+        "format=format_name,duration,bit_rate,start_time:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration,start_time:stream_disposition=attached_pic:chapter=start_time,end_time:chapter_tags=title",
         "-of",
         "json",
         url,

@@ -14,6 +14,7 @@ class AudioStream:
     sample_rate: int
     bit_rate: int | None = None
     duration_s: float | None = None
+    start_s: float | None = None  # its first timestamp (may be negative)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ProbeResult:
     audio: list[AudioStream] = field(default_factory=list)
     video: list[VideoStream] = field(default_factory=list)
     chapters: list[Chapter] = field(default_factory=list)
+    start_s: float | None = None  # the container's first timestamp (may be negative)
 
     @property
     def cover(self) -> VideoStream | None:
@@ -68,6 +70,13 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number >= 0 else None
+
+
+def _signed(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_probe(data: dict[str, Any]) -> ProbeResult:
@@ -94,6 +103,7 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
                 sample_rate=int(_float(s.get("sample_rate")) or 0),
                 bit_rate=int(_float(s.get("bit_rate")) or 0) or None,
                 duration_s=_float(s.get("duration")),
+                start_s=_signed(s.get("start_time")),
             )
         )
     bit_rate = _float(fmt.get("bit_rate"))
@@ -103,6 +113,7 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
         bit_rate=int(bit_rate) if bit_rate else None,
         audio=streams,
         video=video,
+        start_s=_signed(fmt.get("start_time")),
         chapters=[
             Chapter(
                 start_s=_float(c.get("start_time")) or 0.0,
