@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared import jobs, limits, uploads
+from shared import jobs, limits, multipart, uploads
 from shared.config import Settings
 from shared.db import write_transaction
 from shared.dispatch import dispatch
@@ -33,6 +33,7 @@ from shared.models import (
     new_id,
     utcnow,
 )
+from shared.multipart_schemas import MultipartPlan
 from shared.queue import Publisher
 from shared.storage import Storage, sanitize_filename
 from shared.webhook_targets import check_webhook_url
@@ -41,14 +42,16 @@ from shared.webhook_targets import check_webhook_url
 @dataclass(frozen=True)
 class PresignedUpload:
     upload: Upload
-    url: str
+    url: str | None  # None for a multipart upload, whose parts are presigned on demand
     headers: dict[str, str]
+    multipart: MultipartPlan | None = None
 
 
 def create_upload(
     *, session: Session, storage: Storage, settings: Settings, user: User, upload_in: UploadCreate
 ) -> PresignedUpload:
-    """Reserve an upload for `user` and presign its PUT (size and type signed).
+    """Reserve an upload for `user` and presign its PUT (size and type signed), or begin
+    it in storage as a multipart upload when it is large (shared/multipart.py).
 
     TooLargeError, UnsupportedTypeError or RateLimitError when it is refused. The limits
     are checked and the row inserted in one write transaction holding the owner's row.
@@ -76,24 +79,34 @@ def create_upload(
         created_at=now,
         expires_at=now + timedelta(seconds=settings.upload_url_expires_s),
     )
-    url, headers = storage.presign_put(
-        upload.key,
-        content_type=upload.content_type,
-        size_bytes=upload.size_bytes,
-        expires_s=settings.upload_url_expires_s,
-    )
-    with write_transaction(session):
-        limits.lock_owner(session=session, owner_id=user.id)
-        now = upload.created_at = utcnow()  # the time the limits hold at, once locked
-        usage = limits.upload_usage(session=session, owner_id=user.id, now=now)
-        limits.check_upload(
-            usage=usage, user=user, settings=settings, size_bytes=upload.size_bytes, now=now
+    plan = multipart.plan_for(upload_in, settings)
+    url: str | None = None
+    headers: dict[str, str] = {}
+    if plan is None:
+        url, headers = storage.presign_put(
+            upload.key,
+            content_type=upload.content_type,
+            size_bytes=upload.size_bytes,
+            expires_s=settings.upload_url_expires_s,
         )
-        session.add(upload)
-        limits.count_upload(
-            session=session, owner_id=user.id, size_bytes=upload.size_bytes, now=now
-        )
-    return PresignedUpload(upload=upload, url=url, headers=headers)
+    else:
+        multipart.begin(storage=storage, settings=settings, upload=upload, plan=plan)
+    try:
+        with write_transaction(session):
+            limits.lock_owner(session=session, owner_id=user.id)
+            now = upload.created_at = utcnow()  # the time the limits hold at, once locked
+            usage = limits.upload_usage(session=session, owner_id=user.id, now=now)
+            limits.check_upload(
+                usage=usage, user=user, settings=settings, size_bytes=upload.size_bytes, now=now
+            )
+            session.add(upload)
+            limits.count_upload(
+                session=session, owner_id=user.id, size_bytes=upload.size_bytes, now=now
+            )
+    except Exception:
+        multipart.abort_quietly(storage, upload)
+        raise
+    return PresignedUpload(upload=upload, url=url, headers=headers, multipart=plan)
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,12 @@ def _replay(session: Session, user: User, key: str, digest: str) -> CreatedJob |
 def _check_upload_arrived(storage: Storage, upload: Upload) -> None:
     """ConflictError `upload_incomplete` unless storage holds the declared size;
     GoneError `upload_expired` when nothing came before the URL expired."""
+    if upload.multipart_id is not None and upload.completed_at is None:
+        raise ConflictError(
+            "The multipart upload is not complete: send every part, then "
+            f"POST /v1/uploads/{upload.id}/complete.",
+            code="upload_incomplete",
+        )
     info = storage.stat(upload.key)
     if info is not None and info.size_bytes == upload.size_bytes:
         return

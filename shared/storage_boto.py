@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
 from shared.errors import StorageError
+from shared.storage import PartInfo
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -98,6 +99,69 @@ class BotoS3:
             expires_s,
         )
 
+    # ---------------------------------------------------------- multipart uploads
+
+    def create_multipart(self, key: str, *, content_type: str) -> str:
+        """Begin a multipart upload of ``key``; storage's upload id."""
+        try:
+            answer = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _error("Could not begin a multipart upload.", exc) from exc
+        return answer["UploadId"]
+
+    def presign_part(
+        self, key: str, *, upload_id: str, part_number: int, size_bytes: int, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """An UploadPart URL for browsers with the part's size signed."""
+        url = self._presign(
+            "upload_part",
+            {
+                "Key": key,
+                "UploadId": upload_id,
+                "PartNumber": part_number,
+                "ContentLength": size_bytes,
+            },
+            expires_s,
+        )
+        return url, {"Content-Length": str(size_bytes)}
+
+    def list_parts(self, key: str, *, upload_id: str) -> list[PartInfo] | None:
+        """The parts storage holds (ListParts, every page), or None when storage has no
+        such upload (aborted, completed, or never begun)."""
+        parts: list[PartInfo] = []
+        marker = 0
+        try:
+            while True:
+                page = self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+                parts.extend(
+                    PartInfo(p["PartNumber"], p["Size"], p["ETag"]) for p in page.get("Parts", [])
+                )
+                if not page.get("IsTruncated") or not parts or parts[-1].number <= marker:
+                    return parts
+                marker = parts[-1].number
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchUpload", "404") or _status(exc) == 404:
+                return None
+            raise _error("Could not list an upload's parts.", exc) from exc
+        except BotoCoreError as exc:
+            raise _error("Could not list an upload's parts.", exc) from exc
+
+    def complete_multipart(self, key: str, *, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join ``parts`` (number, ETag) into the object."""
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _error("Could not complete a multipart upload.", exc) from exc
+
     def _presign(self, operation: str, params: dict[str, Any], expires_s: int) -> str:
         try:
             url: str = self.public_client.generate_presigned_url(
@@ -161,6 +225,11 @@ class BotoS3:
         except ClientError as exc:
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
+
+
+def _error(message: str, exc: BotoCoreError | ClientError) -> StorageError:
+    detail = f"{_status(exc)} {_code(exc)}" if isinstance(exc, ClientError) else str(exc)
+    return StorageError(message, detail=detail[:500])
 
 
 @contextmanager

@@ -32,6 +32,10 @@ def create_upload(
 
     PUT the file's bytes to `url` with exactly the returned `headers`, then create a job
     with `POST /v1/jobs`. The object key is chosen by the server.
+
+    Files at or above the server's multipart threshold, or sent with `"multipart": true`,
+    go in parts instead: `url` is null and `multipart` gives the part size and count (see
+    `POST /v1/uploads/{id}/parts` and `POST /v1/uploads/{id}/complete`).
     """
     presigned = services.create_upload(
         session=session, storage=storage, settings=settings, user=user, upload_in=body
@@ -43,4 +47,5 @@ def create_upload(
         headers=presigned.headers,
         expires_at=presigned.upload.expires_at,
         max_size_bytes=settings.max_upload_bytes,
+        multipart=presigned.multipart,
     )
