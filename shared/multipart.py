@@ -14,7 +14,7 @@ whose completion they refused).
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlmodel import Session
@@ -30,6 +30,7 @@ from shared.multipart_schemas import (
     PartUrl,
     StoredPart,
 )
+from shared.retention import INPUT_PREFIX
 from shared.storage import Storage
 
 log = structlog.get_logger("multipart")
@@ -199,6 +200,20 @@ def abort(*, session: Session, storage: Storage, user: User, upload_id: str) -> 
     storage.delete(upload.key)
     uploads.delete_upload(session=session, upload_id=upload.id)
     log.info("upload_aborted", upload_id=upload.id)
+
+
+def abort_abandoned(*, storage: Storage, settings: Settings, now: datetime) -> int:
+    """Abort multipart uploads of inputs begun more than ``multipart_expires_s`` ago and
+    still unfinished, with or without a row (an API that died between beginning one and
+    recording it leaves none). Their rows go with the other expired uploads."""
+    cutoff = now - timedelta(seconds=settings.multipart_expires_s)
+    aborted = 0
+    for found in storage.multipart_uploads(INPUT_PREFIX):
+        initiated = as_utc(found.initiated)
+        if initiated is not None and initiated < cutoff:
+            storage.abort_multipart(found.key, upload_id=found.upload_id)
+            aborted += 1
+    return aborted
 
 
 def _object_complete(storage: Storage, upload: Upload) -> bool:

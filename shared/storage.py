@@ -34,7 +34,7 @@ from minio.error import MinioException, S3Error
 
 from shared.config import Settings
 from shared.errors import StorageError
-from shared.retention import lifecycle_rule
+from shared.retention import abort_incomplete_rule, lifecycle_rule
 
 if TYPE_CHECKING:
     from shared.storage_boto import BotoS3
@@ -315,10 +315,13 @@ class Storage:
         allow browsers to PUT and GET from them (the bucket's CORS rule). With no origins
         the bucket's CORS is left alone: servers such as ``rclone serve s3`` and MinIO set
         CORS for the whole server instead. A lifecycle rule expires MP3s after
-        ``output_retention_days`` where the server has lifecycle rules (shared/retention.py)."""
+        ``output_retention_days``, and another aborts multipart uploads left unfinished,
+        where the server has lifecycle rules (shared/retention.py)."""
         cors = (
             {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE}
             if self.settings.s3_cors_origins
             else None
         )
-        self._boto.ensure_bucket(cors, lifecycle_rule(self.settings))
+        self._boto.ensure_bucket(
+            cors, [lifecycle_rule(self.settings), abort_incomplete_rule(self.settings)]
+        )

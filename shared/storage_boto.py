@@ -8,7 +8,7 @@ in the API and the start-up set-up step, never in a worker (shared/storage.py sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -35,7 +35,8 @@ NOT_IMPLEMENTED = frozenset(
 _HINTS = {
     "cors": "set CORS on the server itself (rclone serve s3 --allow-origin, MinIO's "
     "MINIO_API_CORS_ALLOW_ORIGIN) so browsers may PUT uploads and GET MP3s",
-    "lifecycle": "the worker's reaper deletes expired MP3s (V2M_OUTPUT_RETENTION_DAYS)",
+    "lifecycle": "the worker's reaper deletes expired MP3s (V2M_OUTPUT_RETENTION_DAYS) "
+    "and aborts abandoned multipart uploads (V2M_MULTIPART_EXPIRES_S)",
 }
 
 
@@ -172,10 +173,10 @@ class BotoS3:
         return url
 
     def ensure_bucket(
-        self, cors_rule: dict[str, Any] | None, lifecycle_rule: dict[str, Any] | None = None
+        self, cors_rule: dict[str, Any] | None, lifecycle_rules: Sequence[dict[str, Any]] = ()
     ) -> None:
         """Create the bucket if missing (a bucket made meanwhile by another process is
-        fine), then set ``cors_rule`` and ``lifecycle_rule`` on it when given.
+        fine), then set ``cors_rule`` and ``lifecycle_rules`` on it when given.
 
         A server without such a bucket setting (``rclone serve s3`` has neither; MinIO
         sets CORS for the whole server) refuses it (``NOT_IMPLEMENTED``): that is logged
@@ -195,25 +196,28 @@ class BotoS3:
                         Bucket=self.bucket,
                         CORSConfiguration={"CORSRules": [cast("CORSRuleTypeDef", cors_rule)]},
                     )
-            if lifecycle_rule is not None:
+            if lifecycle_rules:
                 with _unless_not_implemented("lifecycle", self.bucket):
-                    self._put_lifecycle_rule(lifecycle_rule)
+                    self._put_lifecycle_rules(lifecycle_rules)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"Could not prepare bucket {self.bucket!r}.") from exc
 
-    def _put_lifecycle_rule(self, rule: dict[str, Any]) -> None:
-        """Set ``rule`` among the bucket's lifecycle rules, replacing the rule of the same
-        ID and keeping the others (a put replaces the bucket's whole configuration)."""
+    def _put_lifecycle_rules(self, rules: Sequence[dict[str, Any]]) -> None:
+        """Set ``rules`` among the bucket's lifecycle rules, replacing rules of the same
+        IDs and keeping the others (a put replaces the bucket's whole configuration)."""
+        ours = {rule["ID"] for rule in rules}
         try:
             current = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
-            others = [r for r in current.get("Rules", []) if r.get("ID") != rule["ID"]]
+            others = [r for r in current.get("Rules", []) if r.get("ID") not in ours]
         except ClientError as exc:
             if _code(exc) != "NoSuchLifecycleConfiguration":
                 raise
             others = []
         self.client.put_bucket_lifecycle_configuration(
             Bucket=self.bucket,
-            LifecycleConfiguration={"Rules": [*others, cast("LifecycleRuleTypeDef", rule)]},
+            LifecycleConfiguration={
+                "Rules": [*others, *(cast("LifecycleRuleTypeDef", r) for r in rules)]
+            },
         )
 
     def _create_bucket(self) -> None:

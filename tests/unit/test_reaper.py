@@ -223,3 +223,37 @@ def test_message_with_an_old_token_is_acked_without_running(
     assert outcome.action is Action.ACK
     after = read(engine, job.id)
     assert after.status == JobStatus.queued and after.attempts == 0
+
+
+def test_abandoned_multipart_uploads_are_aborted_with_or_without_a_row(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    # Given an expired multipart upload with a row, one without (orphaned), one recent
+    recorded = storage.create_multipart("uploads/o/rec/a.mp4", content_type="video/mp4")
+    orphan = storage.create_multipart("uploads/o/orphan/a.mp4", content_type="video/mp4")
+    recent = storage.create_multipart("uploads/o/recent/a.mp4", content_type="video/mp4")
+    for upload_id in (recorded, orphan):
+        storage.multipart[upload_id].initiated = ago(days=2)
+    with Session(engine) as session:
+        upload = add_upload(
+            session=session,
+            upload_id="rec",
+            owner_id="owner-1",
+            key="uploads/o/rec/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=3,
+            expires_at=ago(hours=1),
+        )
+        upload.multipart_id = recorded
+        session.add(upload)
+        session.commit()
+
+    # When the reaper runs
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    # Then both old ones are aborted, the recent one is left, and the row is gone
+    assert set(storage.multipart) == {recent}
+    assert counts["uploads_removed"] == 1
+    with Session(engine) as session:
+        assert session.get(Upload, "rec") is None
