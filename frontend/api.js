@@ -129,6 +129,21 @@ export function putToStorage(file, grant, onProgress) {
   return { done, abort: () => xhr.abort() };
 }
 
+// --------------------------------------------------------------------------- multipart uploads
+
+const uploadPath = (uploadId, rest = "") => `v1/uploads/${encodeURIComponent(uploadId)}${rest}`;
+
+/** POST v1/uploads/{id}/parts → {parts: [{part_number, url, headers}]} (≤ 100 numbers). */
+export const presignParts = (uploadId, numbers) =>
+  request("POST", uploadPath(uploadId, "/parts"), { body: { part_numbers: numbers } });
+/** GET v1/uploads/{id}/parts → {parts: [{part_number, size_bytes, etag}]}: what storage holds. */
+export const listParts = (uploadId) => request("GET", uploadPath(uploadId, "/parts"));
+/** POST v1/uploads/{id}/complete with every part's ETag → the upload. */
+export const completeUpload = (uploadId, parts) =>
+  request("POST", uploadPath(uploadId, "/complete"), { body: { parts } });
+/** DELETE v1/uploads/{id}: storage drops the parts. */
+export const abortUpload = (uploadId) => request("DELETE", uploadPath(uploadId));
+
 /**
  * POST v1/jobs; transient failures are retried with the same Idempotency-Key. A 429
  * (too many jobs queued or converting) is waited out for up to 15 minutes, as its

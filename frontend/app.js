@@ -5,11 +5,13 @@
 // Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
 // form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
 // the list), options.js (format, loudness, trim and tags), format.js (words and
-// numbers), dom.js (node building). This one holds the
+// numbers), dom.js (node building), multipart.js (large files in parts, resumable).
+// This one holds the
 // page's state and wires them together.
 
 import {
   PageError,
+  abortUpload,
   createJob,
   createUpload,
   followJob,
@@ -22,6 +24,7 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
+import * as multipart from "./multipart.js";
 import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
 import { applyFormat, readOutputOptions, trimProblem } from "./options.js";
 import { JobRow } from "./row.js";
@@ -261,17 +264,31 @@ async function run(row) {
   };
   try {
     const contentType = declaredType(file);
-    const grant = await createUpload(file, contentType, held);
+    // The same file dropped again after a reload resumes its multipart upload.
+    const grant = (await multipart.resumable(file)) || (await createUpload(file, contentType, held));
     row.hold = null;
     if (!state.rows.has(row)) return; // the list was cleared (signed out) meanwhile
-    learnMaxBytes(grant.max_size_bytes);
-    const upload = putToStorage(file, grant, (loaded) => {
+    if (grant.max_size_bytes) learnMaxBytes(grant.max_size_bytes);
+    const onProgress = (loaded) => {
       row.loaded = loaded;
       row.render();
-    });
-    row.cancel = upload.abort;
+    };
+    let upload;
+    if (grant.multipart) {
+      multipart.remember(file, grant);
+      upload = multipart.putInParts(file, grant, onProgress);
+      row.cancel = () => {
+        upload.abort();
+        multipart.forget(file);
+        abortUpload(grant.upload_id).catch(() => {}); // else the server's reaper does it
+      };
+    } else {
+      upload = putToStorage(file, grant, onProgress);
+      row.cancel = upload.abort;
+    }
     row.render(); // shows Cancel
     await upload.done;
+    if (grant.multipart) multipart.forget(file);
     row.cancel = null;
     if (!state.rows.has(row)) return;
     const job = await createJob(grant.upload_id, row.options, held);
