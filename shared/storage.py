@@ -13,7 +13,8 @@ Two libraries sit behind it, each where it is lighter or the only one that does 
   bucket's CORS rule (the minio SDK has no call for it). It is imported on first use, so
   it loads in the API and the start-up set-up step, never in a worker.
 
-Library errors are translated here into ``StorageError``.
+Library errors are translated here into ``StorageError``. The multipart-upload calls
+live in ``shared.storage_multipart`` and are mixed in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -35,16 +36,18 @@ from minio.error import MinioException, S3Error
 from shared.config import Settings
 from shared.errors import StorageError
 from shared.retention import abort_incomplete_rule, lifecycle_rule
+from shared.storage_multipart import (
+    _LIBRARY_ERRORS,
+    UNREACHABLE,
+    MultipartCalls,
+    _storage_error,
+)
 
 if TYPE_CHECKING:
     from shared.storage_boto import BotoS3
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_KEY_NAME = 120
-UNREACHABLE = "Object storage is unreachable."
-# What the minio SDK and the HTTP stack under it raise: S3Error (a refusal), other
-# MinioException (an answer the SDK could not read), urllib3's and socket errors.
-_LIBRARY_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 
 # The bucket's CORS rule (besides its origins): browsers PUT uploads and GET downloads
 # straight to storage.
@@ -60,20 +63,6 @@ CORS_RULE: dict[str, Any] = {
 class ObjectInfo:
     size_bytes: int
     content_type: str | None
-
-
-@dataclass(frozen=True)
-class PartInfo:
-    number: int
-    size_bytes: int
-    etag: str
-
-
-@dataclass(frozen=True)
-class InProgressUpload:
-    key: str
-    upload_id: str
-    initiated: datetime | None
 
 
 def sanitize_filename(filename: str, *, default: str = "file") -> str:
@@ -139,15 +128,7 @@ def _minio_client(settings: Settings) -> Minio:
     )
 
 
-def _storage_error(message: str, exc: Exception) -> StorageError:
-    """``exc`` from the SDK or its HTTP stack as a StorageError; the detail (operators'
-    logs only) says what the server answered."""
-    if isinstance(exc, S3Error):
-        return StorageError(message, detail=f"HTTP {exc.response.status} {exc.code}")
-    return StorageError(message, detail=f"{type(exc).__name__}: {exc}"[:500])
-
-
-class Storage:
+class Storage(MultipartCalls):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket
@@ -196,55 +177,6 @@ class Storage:
             )
         except (ValueError, MinioException) as exc:
             raise StorageError("Could not sign a storage URL.") from exc
-
-    # -------------------------------------------------------------- multipart uploads
-    # Begun, presigned, listed and completed through boto3 (the API's calls); aborted and
-    # listed through the minio SDK's own multipart calls, which the reaper in a worker
-    # uses (the SDK exposes them with a leading underscore: its put_object is built on
-    # them).
-
-    def create_multipart(self, key: str, *, content_type: str) -> str:
-        return self._boto.create_multipart(key, content_type=content_type)
-
-    def presign_part(
-        self, key: str, *, upload_id: str, part_number: int, size_bytes: int, expires_s: int
-    ) -> tuple[str, dict[str, str]]:
-        return self._boto.presign_part(
-            key,
-            upload_id=upload_id,
-            part_number=part_number,
-            size_bytes=size_bytes,
-            expires_s=expires_s,
-        )
-
-    def list_parts(self, key: str, *, upload_id: str) -> list[PartInfo] | None:
-        return self._boto.list_parts(key, upload_id=upload_id)
-
-    def complete_multipart(self, key: str, *, upload_id: str, parts: list[tuple[int, str]]) -> None:
-        self._boto.complete_multipart(key, upload_id=upload_id, parts=parts)
-
-    def abort_multipart(self, key: str, *, upload_id: str) -> None:
-        """Abort an upload and drop its parts; one storage no longer has is fine."""
-        try:
-            self.client._abort_multipart_upload(self.bucket, key, upload_id)
-        except S3Error as exc:
-            if exc.code == "NoSuchUpload" or exc.response.status == 404:
-                return
-            raise _storage_error("Could not abort a multipart upload.", exc) from exc
-        except _LIBRARY_ERRORS as exc:
-            raise _storage_error(UNREACHABLE, exc) from exc
-
-    def multipart_uploads(self, prefix: str) -> list[InProgressUpload]:
-        """Multipart uploads in progress under ``prefix`` (the first 1,000)."""
-        try:
-            result = self.client._list_multipart_uploads(self.bucket, prefix=prefix)
-        except _LIBRARY_ERRORS as exc:
-            raise _storage_error(UNREACHABLE, exc) from exc
-        return [
-            InProgressUpload(u.object_name, u.upload_id, u.initiated_time)
-            for u in result.uploads
-            if u.upload_id
-        ]
 
     # -------------------------------------------------------------- objects
 

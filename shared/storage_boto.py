@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
 from shared.errors import StorageError
-from shared.storage import PartInfo
+from shared.storage_multipart import PartInfo
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client

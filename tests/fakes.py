@@ -16,13 +16,8 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from shared.errors import QueueError, StorageError
 from shared.events import JobEvent
 from shared.queue import JobMessage
-from shared.storage import (
-    InProgressUpload,
-    ObjectInfo,
-    PartInfo,
-    content_disposition,
-    download_name,
-)
+from shared.storage import ObjectInfo, content_disposition, download_name
+from shared.storage_multipart import InProgressUpload, PartInfo
 
 PUBLIC_BASE = "http://s3.public.test/video2mp3"
 INTERNAL_BASE = "http://s3.internal.test/video2mp3"

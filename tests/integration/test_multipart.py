@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from shared import multipart
+from shared.models import utcnow
+from shared.storage import Storage
 from tests.integration import media
 from tests.integration.conftest import Stack, StackFactory
+from tests.integration.test_storage import settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +153,26 @@ def _key(stack: Stack, upload_id: str) -> str:
     keys: list[str] = [o["Key"] for o in listed.get("Contents", []) if f"/{upload_id}/" in o["Key"]]
     assert len(keys) == 1
     return keys[0]
+
+
+def test_reaper_aborts_uploads_left_unfinished_past_their_expiry(stack: Stack, video: Path) -> None:
+    # Given a multipart upload with one part stored, as the API made it on the real server
+    with stack.client() as api:
+        upload_id = begin(api, video)["upload_id"]
+        put_part(video, part_urls(api, upload_id, [1])[1])
+    settings = settings_for(stack.env["V2M_S3_ENDPOINT_URL"], stack.bucket)
+    storage = Storage(settings)
+    in_progress = storage.multipart_uploads("uploads/")
+    assert any(f"/{upload_id}/" in u.key and u.initiated is not None for u in in_progress)
+
+    # When the reaper's step runs a day after it began (past V2M_MULTIPART_EXPIRES_S)
+    aborted = multipart.abort_abandoned(
+        storage=storage, settings=settings, now=utcnow() + timedelta(days=2)
+    )
+
+    # Then storage dropped it, and the client is told to start over
+    assert aborted >= 1
+    assert all(f"/{upload_id}/" not in u.key for u in storage.multipart_uploads("uploads/"))
+    with stack.client() as api:
+        gone = api.get(f"/v1/uploads/{upload_id}/parts")
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "upload_expired"
