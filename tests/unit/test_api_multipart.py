@@ -159,3 +159,19 @@ def test_small_uploads_still_get_a_single_put(client: TestClient) -> None:
 
     assert body["url"] is not None
     assert body["multipart"] is None
+
+
+def test_a_completion_naming_many_parts_may_exceed_the_small_body_limit(
+    client: TestClient, settings: Settings
+) -> None:
+    upload_id = begin(client)["upload_id"]
+    parts = [{"part_number": n, "etag": f'"{n:032x}"'} for n in range(1, 2001)]
+    body = {"parts": parts}
+
+    completion = client.post(f"/v1/uploads/{upload_id}/complete", json=body)
+    elsewhere = client.post(f"/v1/uploads/{upload_id}/parts", json=body)
+
+    assert len(str(body)) > settings.max_request_body_bytes
+    assert completion.status_code == 422  # read and judged: part numbers past part_count
+    assert completion.json()["error"]["code"] == "part_number_out_of_range"
+    assert elsewhere.status_code == 413
