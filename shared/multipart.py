@@ -207,11 +207,22 @@ def abort_abandoned(*, storage: Storage, settings: Settings, now: datetime) -> i
     still unfinished, with or without a row (an API that died between beginning one and
     recording it leaves none). Their rows go with the other expired uploads."""
     cutoff = now - timedelta(seconds=settings.multipart_expires_s)
+    try:
+        found = storage.multipart_uploads(INPUT_PREFIX)
+    except AppError:
+        # A server without the listing must not stop the reaper's other work; rows still
+        # drive aborts of the uploads we recorded.
+        log.warning("multipart_listing_failed", exc_info=True)
+        return 0
     aborted = 0
-    for found in storage.multipart_uploads(INPUT_PREFIX):
-        initiated = as_utc(found.initiated)
+    for upload in found:
+        initiated = as_utc(upload.initiated)
         if initiated is not None and initiated < cutoff:
-            storage.abort_multipart(found.key, upload_id=found.upload_id)
+            try:
+                storage.abort_multipart(upload.key, upload_id=upload.upload_id)
+            except AppError:
+                log.warning("multipart_abort_failed", key=upload.key, exc_info=True)
+                continue
             aborted += 1
     return aborted
 
