@@ -120,6 +120,14 @@ class Upload(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     expires_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # ffprobe's description of the uploaded file (shared.upload_probe), or why it failed.
+    probe: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+    probe_error: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    probed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class UploadTally(SQLModel, table=True):
