@@ -14,7 +14,7 @@ import pytest
 from shared.options import JobOptions
 from tests.integration import media
 from tests.unit.conftest import make_settings
-from worker import ffmpeg
+from worker import ffmpeg, mp3info
 from worker.convert import measure_input
 from worker.ffmpeg import loudness
 
@@ -254,6 +254,22 @@ def test_the_sources_own_cover_is_carried_by_default_and_dropped_with_none(
 
     assert ("video", "mjpeg") in streams(tmp_path / "kept.mp3")
     assert streams(tmp_path / "dropped.mp3") == [("audio", "mp3")]
+
+
+def test_mp3_tags_are_id3v2_4_and_the_xing_header_is_still_read(
+    samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tagged.mp3"
+
+    convert(tagged_video(samples / "tagged.mp4"), out, {"tags": {"album": "Talks"}})
+
+    assert out.read_bytes()[:4] == b"ID3\x04"
+    data = ffprobe(out, "format_tags", "format=duration")
+    assert data["format"]["tags"]["album"] == "Talks"
+    assert data["format"]["tags"]["artist"] == "Source artist"
+    xing = mp3info.read_xing(out)
+    assert xing is not None
+    assert xing.duration_s == pytest.approx(float(data["format"]["duration"]), abs=0.05)
 
 
 def chaptered_mkv(path: Path) -> Path:

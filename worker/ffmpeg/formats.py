@@ -50,7 +50,7 @@ def _codec(codec: str, *extra: str) -> Callable[[JobOptions], list[str]]:
 
 ENCODINGS: dict[str, Encoding] = {
     # The Xing/LAME header needs a seekable output: the worker writes to a local file.
-    "mp3": Encoding("mp3", frozenset({"mp3"}), _mp3, ("-id3v2_version", "3", "-write_xing", "1")),
+    "mp3": Encoding("mp3", frozenset({"mp3"}), _mp3, ("-id3v2_version", "4", "-write_xing", "1")),
     "m4a": Encoding("ipod", frozenset({"aac"}), _bitrate("aac", 192), ("-movflags", "+faststart")),
     # libopus refuses some surround layouts (5.1 with side channels): surround is
     # downmixed to stereo, as for MP3.
