@@ -14,7 +14,7 @@ const HINT = {
 };
 const TAGS = ["title", "artist", "album"];
 // Formats whose file carries a cover picture (shared/options.py FORMATS).
-const COVER = new Set(["mp3", "m4a", "flac"]);
+const COVER = new Set(["mp3", "m4a", "opus", "flac"]);
 
 export const EXTENSION = { mp3: "mp3", m4a: "m4a", opus: "opus", flac: "flac", wav: "wav", mp4: "mp4" };
 

@@ -116,7 +116,33 @@ def extract_cover(
     """The attached picture at ``stream_index`` as (bytes, Content-Type); MediaError with
     code ``cover_too_large`` when it is over ``max_bytes``."""
     content_type = COVER_COPY.get(codec)
-    codec_args = ["-c:v", "copy"] if content_type else ["-c:v", "png"]
+    image = grab_picture(
+        ffmpeg,
+        url,
+        map_spec=f"0:{stream_index}",
+        codec_args=["-c:v", "copy"] if content_type else ["-c:v", "png"],
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+    )
+    return image, content_type or "image/png"
+
+
+def grab_picture(
+    ffmpeg: str,
+    url: str,
+    *,
+    map_spec: str,
+    codec_args: list[str],
+    max_bytes: int,
+    seek_s: float | None = None,
+    timeout_s: float = 30.0,
+    memory_mb: int = 0,
+) -> bytes:
+    """One picture of the input (stream ``map_spec``, from ``seek_s``) encoded by
+    ``codec_args``; MediaError ``cover_too_large`` over ``max_bytes``, ``no_cover`` when
+    ffmpeg wrote nothing."""
+    seek = ["-ss", f"{seek_s:.3f}"] if seek_s is not None else []
     argv = [
         ffmpeg,
         "-hide_banner",
@@ -127,10 +153,11 @@ def extract_cover(
         protocol_whitelist(url),
         "-format_whitelist",
         FORMAT_WHITELIST,
+        *seek,
         "-i",
         url,
         "-map",
-        f"0:{stream_index}",
+        map_spec,
         *codec_args,
         "-frames:v",
         "1",
@@ -152,4 +179,4 @@ def extract_cover(
         raise MediaError("The source's cover picture is too large to show.", code="cover_too_large")
     if not out:
         raise MediaError("The source has no cover picture.", code="no_cover")
-    return out, content_type or "image/png"
+    return out

@@ -82,7 +82,7 @@ def transcode_argv(
         "-i",
         input_url,
     ]
-    cover = outputs.cover_source(options, probe)
+    cover = None if row.cover_after else outputs.cover_source(options, probe)
     if cover == "1:V:0" and probe is not None:
         at = outputs.cover_time(options, probe)
         argv += [*input_args(input_url), "-ss", f"{at:.3f}", "-i", input_url]
