@@ -3,19 +3,23 @@ checked at job creation against a probed duration, and the per-process probe slo
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from shared import upload_probe
-from shared.errors import BusyError, InvalidRequestError
+from shared import upload_probe, users
+from shared.errors import BusyError, InvalidRequestError, MediaError
 from shared.media.facts import TAG_MAX_CHARS, parse_probe
-from shared.models import Upload
+from shared.models import Upload, utcnow
 from shared.options import JobOptions
-from tests.unit.conftest import UploadFactory, make_settings
+from shared.storage import Storage
+from tests.fakes import FakeStorage, StoredObject
+from tests.unit.conftest import UploadFactory, add_upload, make_settings
 
 
 def probed(duration_s: float | None) -> Upload:
@@ -115,3 +119,79 @@ def test_job_creation_refuses_a_trim_past_a_probed_upload_and_keeps_201_otherwis
     assert refused.json()["error"]["code"] == "trim_out_of_range"
     assert "options.trim.start_s" in refused.json()["error"]["message"]
     assert accepted.status_code == 202, accepted.text
+
+
+def fake_program(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def stored_upload(engine: Engine, storage: FakeStorage) -> None:
+    """Upload "u-1", its 4 bytes in the fake bucket."""
+    owner_id = ensure_owner(engine)
+    with Session(engine) as session:
+        add_upload(
+            session=session,
+            upload_id="u-1",
+            owner_id=owner_id,
+            key="uploads/o/u-1/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=4,
+            expires_at=utcnow() + timedelta(hours=1),
+        )
+    storage.objects["uploads/o/u-1/a.mp4"] = StoredObject(data=b"abcd", content_type="video/mp4")
+
+
+def ensure_owner(engine: Engine) -> str:
+    with Session(engine) as session:
+        return users.get_or_create_user(session=session, email="probe@example.com").id
+
+
+def test_a_probe_that_runs_out_of_time_is_503_and_tried_again_later(
+    engine: Engine, storage: FakeStorage, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        ffprobe_bin=fake_program(tmp_path, "ffprobe", "sleep 5"), probe_timeout_s=0.3
+    )
+    stored_upload(engine, storage)
+
+    with Session(engine) as session:
+        upload = session.get(Upload, "u-1")
+        assert upload is not None
+        with pytest.raises(upload_probe.ProbeUnavailableError) as error:
+            upload_probe.probe_upload(
+                session=session, storage=cast(Storage, storage), settings=settings, upload=upload
+            )
+
+    assert (error.value.status_code, error.value.code) == (503, "probe_unavailable")
+    with Session(engine) as session:
+        row = session.get(Upload, "u-1")
+        assert row is not None and row.probe is None and row.probe_error is None
+
+
+def test_output_that_is_not_ffprobe_json_is_a_stored_422(
+    engine: Engine, storage: FakeStorage, tmp_path: Path
+) -> None:
+    settings = make_settings(ffprobe_bin=fake_program(tmp_path, "ffprobe", "echo '[1, 2'"))
+    stored_upload(engine, storage)
+
+    with Session(engine) as session:
+        upload = session.get(Upload, "u-1")
+        assert upload is not None
+        for _ in range(2):  # the second answer comes from the row
+            with pytest.raises(MediaError) as error:
+                upload_probe.probe_upload(
+                    session=session,
+                    storage=cast(Storage, storage),
+                    settings=settings,
+                    upload=upload,
+                )
+            assert (error.value.status_code, error.value.code) == (422, "unsupported_media")
+        settings.ffprobe_bin = "/nonexistent"  # a third ffprobe run would crash the test
+        with pytest.raises(MediaError):
+            upload_probe.probe_upload(
+                session=session, storage=cast(Storage, storage), settings=settings, upload=upload
+            )
