@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     tmp_dir: str | None = None
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
+    # The API's probe of an upload (GET /v1/uploads/{id}/probe and /cover): its wall-clock
+    # limit, how many run at once per API process (more answer 503), and the largest
+    # cover picture it returns. It runs under ffmpeg_memory_limit_mb too.
+    probe_timeout_s: float = Field(default=20.0, gt=0)
+    probe_concurrency: int = Field(default=2, ge=1, le=64)
+    cover_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     # Notifications (notifier/, docs/ARCHITECTURE.md "Notifications")
     events_exchange: str = "video2mp3.events"

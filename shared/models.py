@@ -128,6 +128,14 @@ class Upload(SQLModel, table=True):
     completed_at: datetime | None = SQLField(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # ffprobe's description of the uploaded file (shared.upload_probe), or why it failed.
+    probe: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+    probe_error: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    probed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class UploadTally(SQLModel, table=True):

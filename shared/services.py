@@ -18,18 +18,17 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared import jobs, limits, multipart, uploads
+from shared import jobs, limits, multipart, upload_probe, uploads
 from shared.config import Settings
 from shared.db import write_transaction
 from shared.dispatch import dispatch
-from shared.errors import ConflictError, GoneError, QueueError, TooLargeError, UnsupportedTypeError
+from shared.errors import ConflictError, QueueError, TooLargeError, UnsupportedTypeError
 from shared.models import (
     Job,
     JobCreate,
     Upload,
     UploadCreate,
     User,
-    as_utc,
     new_id,
     utcnow,
 )
@@ -153,7 +152,8 @@ def create_job(
             code="upload_already_used",
         )
     notify = _checked_notify(job_in, settings)
-    _check_upload_arrived(storage, upload)
+    uploads.check_arrived(storage, upload)
+    upload_probe.check_trim(upload, job_in.options)
     try:
         # The active-jobs limit is checked and the job inserted while the owner's row is
         # held, as for uploads: two API processes cannot both let the last job in.
@@ -203,28 +203,3 @@ def _replay(session: Session, user: User, key: str, digest: str) -> CreatedJob |
             code="idempotency_key_reused",
         )
     return CreatedJob(job=existing, replayed=True)
-
-
-def _check_upload_arrived(storage: Storage, upload: Upload) -> None:
-    """ConflictError `upload_incomplete` unless storage holds the declared size;
-    GoneError `upload_expired` when nothing came before the URL expired."""
-    if upload.multipart_id is not None and upload.completed_at is None:
-        raise ConflictError(
-            "The multipart upload is not complete: send every part, then "
-            f"POST /v1/uploads/{upload.id}/complete.",
-            code="upload_incomplete",
-        )
-    info = storage.stat(upload.key)
-    if info is not None and info.size_bytes == upload.size_bytes:
-        return
-    expires_at = as_utc(upload.expires_at)
-    if info is None and expires_at is not None and expires_at < utcnow():
-        raise GoneError(
-            "The upload URL expired before the file arrived; start a new upload.",
-            code="upload_expired",
-        )
-    got = "nothing" if info is None else f"{info.size_bytes} bytes"
-    raise ConflictError(
-        f"The upload is not complete: expected {upload.size_bytes} bytes, storage has {got}.",
-        code="upload_incomplete",
-    )

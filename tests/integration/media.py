@@ -28,6 +28,17 @@ class Sample:
 
 
 SECONDS = "3"
+# The tags of the "mp3_tagged_cover" sample, which also carries a 64x64 PNG cover.
+SOURCE_TAGS = {
+    "title": "Tagged song",
+    "artist": "Test Artist",
+    "album": "Test Album",
+    "album_artist": "Album Artist",
+    "date": "2024",
+    "track": "7",
+    "genre": "Podcast",
+    "comment": "A comment",
+}
 
 SAMPLES: dict[str, Sample] = {
     s.name: s
@@ -205,6 +216,23 @@ SAMPLES: dict[str, Sample] = {
             "song.mp3",
             "audio/mpeg",
             [*_tone(440, 44100, "stereo"), "-t", SECONDS, "-c:a", "libmp3lame", "-q:a", "4"],
+        ),
+        Sample(
+            "mp3_tagged_cover",
+            "tagged.mp3",
+            "audio/mpeg",
+            [
+                *_tone(440, 44100, "stereo"),
+                *["-f", "lavfi", "-i", "color=c=orange:s=64x64"],
+                *["-t", SECONDS, "-map", "0:a", "-map", "1:v", "-frames:v", "1"],
+                *["-c:a", "libmp3lame", "-q:a", "4", "-c:v", "png"],
+                *["-disposition:v", "attached_pic"],
+                *[
+                    arg
+                    for key, value in SOURCE_TAGS.items()
+                    for arg in ("-metadata", f"{key}={value}")
+                ],
+            ],
         ),
         Sample(
             "no_audio",

@@ -51,6 +51,9 @@ def test_the_only_routes_are_the_documented_ones(app: FastAPI) -> None:
         ("/v1/uploads/{upload_id}/parts", "get"),
         ("/v1/uploads/{upload_id}/complete", "post"),
         ("/v1/uploads/{upload_id}", "delete"),
+        # what the uploaded file holds, for its owner only
+        ("/v1/uploads/{upload_id}/probe", "get"),
+        ("/v1/uploads/{upload_id}/cover", "get"),
         ("/v1/jobs", "post"),
         ("/v1/jobs", "get"),
         ("/v1/jobs/{job_id}", "get"),
