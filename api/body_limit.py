@@ -9,6 +9,8 @@ exception handlers; this one answers like every other error (docs/ARCHITECTURE.m
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -22,18 +24,27 @@ def _too_large(limit: int) -> str:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``larger`` gives paths matching a pattern their own limit (a multipart upload's
+    completion names up to 10,000 parts)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: tuple[re.Pattern[str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if self.larger is not None and self.larger[0].fullmatch(scope["path"]):
+            limit = self.larger[1]
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > limit:
             response = JSONResponse(
-                error_body("payload_too_large", _too_large(self.max_bytes) + "."), status_code=413
+                error_body("payload_too_large", _too_large(limit) + "."), status_code=413
             )
             await response(scope, receive, send)
             return
@@ -44,10 +55,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # FastAPI re-raises an HTTPException met while reading the body, so the
                     # exception handlers answer it.
-                    raise HTTPException(413, _too_large(self.max_bytes))
+                    raise HTTPException(413, _too_large(limit))
             return message
 
         await self.app(scope, counting_receive, send)

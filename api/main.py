@@ -20,7 +20,8 @@ from api.body_limit import BodyLimitMiddleware
 from api.errors import register_error_handlers
 from api.hashing import PasswordHashing
 from api.metrics import MetricsApp, RequestMetricsMiddleware
-from api.routes import account, auth, deliveries, health, jobs, uploads
+from api.routes import account, auth, deliveries, health, jobs, multipart, uploads
+from api.routes.multipart import COMPLETE_PATH
 from api.security_headers import SecurityHeadersMiddleware
 from api.streams import StreamSlots
 from shared import users
@@ -28,6 +29,7 @@ from shared.config import Settings, get_settings
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.migrate import prepare
+from shared.multipart_schemas import MAX_COMPLETE_BODY_BYTES
 from shared.queue import Publisher
 from shared.storage import Storage
 
@@ -83,14 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             allow_credentials=False,  # bearer tokens, never cookies: no credentialed CORS
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        larger=(COMPLETE_PATH, max(settings.max_request_body_bytes, MAX_COMPLETE_BODY_BYTES)),
+    )
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)
-    for module in (health, jobs, uploads, auth, account, deliveries):
+    for module in (health, jobs, uploads, multipart, auth, account, deliveries):
         app.include_router(module.router)
     app.router.routes.append(Route("/metrics", MetricsApp(), include_in_schema=False))
     _mount_frontend(app, Path(settings.frontend_dir))

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import figures, load, plots, report, split, throughput
+from bench import figures, large_upload, load, plots, report, split, throughput
 from bench.results import FULL, QUICK, Results
 from bench.stack import Services
 
@@ -32,10 +32,18 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: e2e,copy,throughput,throttled,locust,split (no docs written)",
+        help="comma-separated subset: e2e,copy,throughput,throttled,large,locust,split "
+        "(no docs written)",
     )
     parser.add_argument(
         "--split-long", action="store_true", help="split jobs: a 3600 s input too (~3 min more)"
+    )
+    parser.add_argument(
+        "--large-bytes",
+        type=int,
+        default=None,
+        help=f"size of the large-file row's input (default {large_upload.DEFAULT_BYTES:,}, "
+        f"{large_upload.QUICK_BYTES:,} with --quick); needs about twice that free on disk",
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's logs and database")
     parser.add_argument(
@@ -48,6 +56,9 @@ def main() -> int:
         report.write_doc(saved, "make bench")
         return 0
     cfg = QUICK if args.quick else FULL
+    large_bytes = args.large_bytes or (
+        large_upload.QUICK_BYTES if args.quick else large_upload.DEFAULT_BYTES
+    )
     only = set(filter(None, args.only.split(",")))
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
@@ -67,6 +78,7 @@ def main() -> int:
         ("copy", lambda: figures.stream_copy(services, cfg, results)),
         ("throughput", lambda: throughput.throughput(services, cfg, results)),
         ("throttled", lambda: throughput.throttled(services, cfg, results)),
+        ("large", lambda: large_upload.large_upload(services, results, large_bytes)),
         ("locust", lambda: load.locust(services, cfg, results, workdir)),
         ("split", lambda: split.split_rows(services, cfg, results, long=args.split_long)),
     ]

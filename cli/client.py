@@ -125,7 +125,8 @@ class ApiClient:
 
     # ----------------------------------------------------------------- plumbing
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
+        """Wait, unless Ctrl-C comes first (CancelledError)."""
         if self.cancel.wait(seconds):
             raise CancelledError("Interrupted.")
 
@@ -142,7 +143,7 @@ class ApiClient:
             retry=retry_if_result(_must_wait),
             wait=lambda state: retry_after_s(state.outcome.result()) if state.outcome else 1.0,
             stop=stop_after_delay(MAX_RATE_LIMIT_WAIT_S),
-            sleep=self._sleep,
+            sleep=self.sleep,
             before_sleep=self._announce,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
@@ -228,7 +229,7 @@ class ApiClient:
                             if job["status"] in TERMINAL:
                                 return job
             except UnreachableError:
-                self._sleep(1.0)  # the stream broke: read the job, then listen again
+                self.sleep(1.0)  # the stream broke: read the job, then listen again
             job = self.get_job(job["id"])
             on_update(job)
         return job

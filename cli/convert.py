@@ -17,11 +17,14 @@ from typing import Any
 
 from cli.client import ApiClient, Job
 from cli.errors import ApiError, CancelledError, CliError
+from cli.parts import send_parts
 from cli.report import Reporter
 from cli.resume import UploadState, file_sha256, idempotency_key
 
 # Answers to creating a job from a remembered upload that mean "upload it again".
 UPLOAD_AGAIN = {"upload_not_found", "upload_incomplete", "upload_expired"}
+# Answers to resuming a multipart upload that mean "begin a new one".
+PARTS_GONE = {"upload_not_found", "upload_expired", "upload_not_multipart", "upload_completed"}
 
 
 @dataclass(frozen=True)
@@ -168,15 +171,49 @@ class Converter:
             except ApiError as exc:
                 if exc.code not in UPLOAD_AGAIN:
                     raise
+                plan = self.state.plan(upload_id)
+                if exc.code == "upload_incomplete" and plan is not None:
+                    try:  # parts of it are in storage: send the rest
+                        self._send_parts(client, path, upload_id, plan, resumed=True)
+                        return client.create_job(upload_id, options, key)
+                    except ApiError as again:
+                        if again.code not in PARTS_GONE:
+                            raise
         size = path.stat().st_size
         self.reporter.event(path, "uploading", size_bytes=size)
         grant = client.create_upload(path.name, content_type(path), size)
         self.state.put(key, grant["upload_id"])
-        client.put_file(
-            grant, path, lambda n, total: self.reporter.advance(path, "upload", n, total)
-        )
-        self.reporter.event(path, "uploaded", upload_id=grant["upload_id"])
+        if grant.get("multipart"):
+            self.state.put_plan(grant["upload_id"], grant["multipart"])
+            self._send_parts(client, path, grant["upload_id"], grant["multipart"])
+        else:
+            client.put_file(
+                grant, path, lambda n, total: self.reporter.advance(path, "upload", n, total)
+            )
+            self.reporter.event(path, "uploaded", upload_id=grant["upload_id"])
         return client.create_job(grant["upload_id"], options, key)
+
+    def _send_parts(
+        self,
+        client: ApiClient,
+        path: Path,
+        upload_id: str,
+        plan: dict[str, Any],
+        resumed: bool = False,
+    ) -> None:
+        if resumed:
+            self.reporter.event(path, "uploading", size_bytes=path.stat().st_size)
+            self.reporter.event(path, "upload_resumed", upload_id=upload_id)
+        else:
+            self.reporter.event(path, "uploading_in_parts", part_count=plan["part_count"])
+        send_parts(
+            client,
+            upload_id,
+            plan,
+            path,
+            lambda n, total: self.reporter.advance(path, "upload", n, total),
+        )
+        self.reporter.event(path, "uploaded", upload_id=upload_id)
 
     def _failed(self, path: Path, job_id: str | None, code: str, message: str) -> Outcome:
         self.reporter.event(path, "failed", job_id=job_id, code=code, message=message)

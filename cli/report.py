@@ -110,6 +110,10 @@ def describe(name: str, fields: dict[str, Any]) -> str:
             return f"waiting {fields['seconds']:.0f} s: {fields['reason']}"
         case "uploading":
             return f"uploading {fields['size_bytes']} bytes"
+        case "uploading_in_parts":
+            return f"in {fields['part_count']} parts"
+        case "upload_resumed":
+            return "resuming the upload: parts storage holds are skipped"
         case "uploaded":
             return "uploaded"
         case "job_created":

@@ -10,6 +10,9 @@ The key also carries a random id of that state file. Without it, a computer that
 saw the first run (or whose state file was deleted) would upload again and send the key
 with another upload id, which the API refuses (409 `idempotency_key_reused`); with it,
 that computer simply makes its own job.
+
+A large file goes up in parts (cli/parts.py); its upload's plan is kept here too, so a run
+stopped part-way sends only the parts storage does not hold yet.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from cli.config import config_dir, read_json, write_private_json
 
 STATE_FILE = "uploads.json"
+PLANS = "multipart"  # upload id → {part_size, part_count}: the parts themselves are in storage
 
 
 def file_sha256(path: Path) -> str:
@@ -66,4 +70,16 @@ class UploadState:
         with self._lock:
             data = read_json(self.path)
             data.setdefault(self.api_url, {})[key] = upload_id
+            write_private_json(self.path, data)
+
+    def plan(self, upload_id: str) -> dict[str, Any] | None:
+        """The part size and count of a multipart upload begun by an earlier run."""
+        with self._lock:
+            plan = read_json(self.path).get(PLANS, {}).get(upload_id)
+        return dict(plan) if plan else None
+
+    def put_plan(self, upload_id: str, plan: dict[str, Any]) -> None:
+        with self._lock:
+            data = read_json(self.path)
+            data.setdefault(PLANS, {})[upload_id] = plan
             write_private_json(self.path, data)

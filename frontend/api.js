@@ -1,5 +1,5 @@
 // The v1 API as the page uses it (README.md): POST v1/uploads, PUT to the presigned URL,
-// POST v1/jobs, GET v1/jobs/{id}/events (Server-Sent Events) or GET v1/jobs/{id},
+// GET v1/uploads/{id}/probe and /cover (what the file holds), POST v1/jobs, GET v1/jobs/{id}/events (Server-Sent Events) or GET v1/jobs/{id},
 // GET v1/jobs, GET v1/jobs/{id}/download, GET v1/auth/me. Paths are relative so the page
 // also works behind a proxy that serves it under a sub-path.
 //
@@ -129,6 +129,21 @@ export function putToStorage(file, grant, onProgress) {
   return { done, abort: () => xhr.abort() };
 }
 
+// --------------------------------------------------------------------------- multipart uploads
+
+const uploadPath = (uploadId, rest = "") => `v1/uploads/${encodeURIComponent(uploadId)}${rest}`;
+
+/** POST v1/uploads/{id}/parts → {parts: [{part_number, url, headers}]} (≤ 100 numbers). */
+export const presignParts = (uploadId, numbers) =>
+  request("POST", uploadPath(uploadId, "/parts"), { body: { part_numbers: numbers } });
+/** GET v1/uploads/{id}/parts → {parts: [{part_number, size_bytes, etag}]}: what storage holds. */
+export const listParts = (uploadId) => request("GET", uploadPath(uploadId, "/parts"));
+/** POST v1/uploads/{id}/complete with every part's ETag → the upload. */
+export const completeUpload = (uploadId, parts) =>
+  request("POST", uploadPath(uploadId, "/complete"), { body: { parts } });
+/** DELETE v1/uploads/{id}: storage drops the parts. */
+export const abortUpload = (uploadId) => request("DELETE", uploadPath(uploadId));
+
 /**
  * POST v1/jobs; transient failures are retried with the same Idempotency-Key. A 429
  * (too many jobs queued or converting) is waited out for up to 15 minutes, as its
@@ -156,6 +171,48 @@ export async function createJob(uploadId, options, onWait = () => {}) {
       await sleep(delays[attempt]);
       attempt += 1;
     }
+  }
+}
+
+/**
+ * GET v1/uploads/{id}/probe → the file's duration, streams, tags, cover and chapters.
+ * Right after the PUT storage may lag a moment (409 upload_incomplete): asked again.
+ */
+export async function probeUpload(uploadId) {
+  const path = `v1/uploads/${encodeURIComponent(uploadId)}/probe`;
+  const delays = [500, 1500, 3000];
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await request("GET", path);
+    } catch (err) {
+      const again = err.retryable || err.code === "upload_incomplete";
+      if (!again || attempt >= delays.length) throw err;
+      await sleep(delays[attempt]);
+    }
+  }
+}
+
+/**
+ * The file's own cover picture (GET v1/uploads/{id}/cover) as a data: URL for <img>, or
+ * null. Fetched with the Authorization header, so no token ends up in an image URL.
+ */
+export async function coverDataUrl(uploadId) {
+  const token = await auth.token();
+  try {
+    const response = await fetch(`v1/uploads/${encodeURIComponent(uploadId)}/cover`, {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+      cache: "no-store",
+    });
+    if (!response.ok) return null;
+    const blob = await response.blob();
+    return await new Promise((resolve) => {
+      const reader = new FileReader();
+      reader.addEventListener("load", () => resolve(String(reader.result)));
+      reader.addEventListener("error", () => resolve(null));
+      reader.readAsDataURL(blob);
+    });
+  } catch {
+    return null; // no preview; the conversion keeps the cover all the same
   }
 }
 

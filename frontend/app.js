@@ -4,17 +4,21 @@
 //
 // Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
 // form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
-// the list), options.js (format, loudness, trim and tags), format.js (words and
-// numbers), dom.js (node building). This one holds the
+// the list), options.js (format, loudness, trim, tags and cover), review.js (the check
+// of a file's tags before converting), format.js (words and numbers), dom.js (node
+// building), multipart.js (large files in parts, resumable). This one holds the
 // page's state and wires them together.
 
 import {
   PageError,
+  abortUpload,
+  coverDataUrl,
   createJob,
   createUpload,
   followJob,
   isTerminal,
   listJobs,
+  probeUpload,
   putToStorage,
   whoAmI,
 } from "./api.js";
@@ -22,8 +26,10 @@ import * as auth from "./auth.js";
 import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
 import { $, h } from "./dom.js";
 import { formatLimit } from "./format.js";
+import * as multipart from "./multipart.js";
 import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
 import { applyFormat, readOutputOptions, trimProblem } from "./options.js";
+import { buildReview } from "./review.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
 
@@ -96,6 +102,7 @@ function onStatus(row) {
   if (!state.rows.has(row)) return; // a row of a list that was cleared (signed out)
   const name = row.filename;
   if (row.status === "uploading") announce(`${name}: uploading.`);
+  else if (row.status === "review") announce(`${name}: uploaded. Check its tags, then convert.`);
   else if (row.status === "processing") announce(`${name}: converting.`);
   else if (row.status === "completed") announce(`${name}: MP3 ready to play and download.`);
   else if (row.status === "failed") announce(`${name} failed. ${row.error?.message || ""}`);
@@ -158,6 +165,9 @@ function restoreOptions() {
   if ([...els.rate.options].some((o) => o.value === saved.rate)) els.rate.value = saved.rate;
   const format = els.options.elements.format;
   if ([...format.options].some((o) => o.value === saved.format)) format.value = saved.format;
+  const cover = els.options.elements.cover;
+  if ([...cover.options].some((o) => o.value === saved.cover)) cover.value = saved.cover;
+  els.options.elements.review.checked = saved.review === true;
   applyFormat(els.options);
 }
 
@@ -167,6 +177,8 @@ function rememberOptions() {
     channels: new FormData(els.options).get("channels") || "",
     rate: els.rate.value,
     format: els.options.elements.format.value,
+    cover: els.options.elements.cover.value,
+    review: els.options.elements.review.checked,
   });
 }
 
@@ -205,10 +217,12 @@ function addFiles(files) {
     return;
   }
   const options = readOptions();
+  const review = els.options.elements.review.checked;
   // A batch goes on top of the list, in the order chosen, and uploads in that order.
   let previous = null;
   for (const file of files) {
     const row = new JobRow({ file, options, on: handlers });
+    row.review = review;
     state.rows.add(row);
     if (previous) previous.el.after(row.el);
     else els.list.prepend(row.el);
@@ -261,25 +275,38 @@ async function run(row) {
   };
   try {
     const contentType = declaredType(file);
-    const grant = await createUpload(file, contentType, held);
+    // The same file dropped again after a reload resumes its multipart upload.
+    const grant = (await multipart.resumable(file)) || (await createUpload(file, contentType, held));
     row.hold = null;
     if (!state.rows.has(row)) return; // the list was cleared (signed out) meanwhile
-    learnMaxBytes(grant.max_size_bytes);
-    const upload = putToStorage(file, grant, (loaded) => {
+    if (grant.max_size_bytes) learnMaxBytes(grant.max_size_bytes);
+    const onProgress = (loaded) => {
       row.loaded = loaded;
       row.render();
-    });
-    row.cancel = upload.abort;
+    };
+    let upload;
+    if (grant.multipart) {
+      multipart.remember(file, grant);
+      upload = multipart.putInParts(file, grant, onProgress);
+      row.cancel = () => {
+        upload.abort();
+        multipart.forget(file);
+        abortUpload(grant.upload_id).catch(() => {}); // else the server's reaper does it
+      };
+    } else {
+      upload = putToStorage(file, grant, onProgress);
+      row.cancel = upload.abort;
+    }
     row.render(); // shows Cancel
     await upload.done;
+    if (grant.multipart) multipart.forget(file);
     row.cancel = null;
     if (!state.rows.has(row)) return;
-    const job = await createJob(grant.upload_id, row.options, held);
-    row.hold = null;
-    if (!state.rows.has(row)) return;
-    state.byJobId.set(job.id, row);
-    row.setJob(job);
-    follow(row);
+    if (row.review) {
+      review(row, grant.upload_id); // frees the upload slot while the user checks
+      return;
+    }
+    await convert(row, grant.upload_id, row.options, held);
   } catch (err) {
     const error =
       err instanceof PageError
@@ -289,6 +316,42 @@ async function run(row) {
     row.hold = null;
     row.setStatus("failed", { code: error.code, message: error.message });
   }
+}
+
+/** Create the job for an uploaded file and follow it. */
+async function convert(row, uploadId, options, held = () => {}) {
+  const job = await createJob(uploadId, options, held);
+  row.hold = null;
+  if (!state.rows.has(row)) return;
+  row.options = options;
+  state.byJobId.set(job.id, row);
+  row.setJob(job);
+  follow(row);
+}
+
+/** The check before converting: the file's own tags, cover and length (review.js). */
+async function review(row, uploadId) {
+  row.setStatus("review");
+  let probe = null;
+  let problem = "";
+  try {
+    probe = await probeUpload(uploadId);
+  } catch (err) {
+    problem = `Its tags could not be read: ${err.message}`;
+  }
+  const keepsCover = (row.options.cover || "source") === "source";
+  const cover = probe?.has_cover && keepsCover ? await coverDataUrl(uploadId) : null;
+  if (!state.rows.has(row) || row.status !== "review") return;
+  const form = buildReview({
+    key: row.key,
+    filename: row.filename,
+    options: row.options,
+    probe,
+    problem,
+    cover,
+    onConvert: (options) => convert(row, uploadId, options),
+  });
+  row.showReview(form);
 }
 
 function retry(row) {

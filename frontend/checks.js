@@ -4,7 +4,7 @@
 import { extensionOf, formatLimit } from "./format.js";
 
 /** The API's default V2M_MAX_UPLOAD_BYTES, used until an upload response says otherwise. */
-export const DEFAULT_MAX_BYTES = 2 * 1024 ** 3;
+export const DEFAULT_MAX_BYTES = 50 * 1024 ** 3;
 
 // Refusals, made by the page before any request or by the API before the upload. Sending
 // the same file again cannot help, so such rows offer Dismiss instead of Retry.

@@ -1,4 +1,4 @@
-// The output options beyond the encoder settings: format, loudness, trim and tags.
+// The output options beyond the encoder settings: format, loudness, trim, tags and cover.
 // Which encoder settings a format takes mirrors the API (a setting that does not apply
 // is a 422 there): the controls that do not apply are disabled, and not sent.
 
@@ -13,6 +13,8 @@ const HINT = {
   mp4: "The video too (H.264 with AAC audio), for players that need video.",
 };
 const TAGS = ["title", "artist", "album"];
+// Formats whose file carries a cover picture (shared/options.py FORMATS).
+const COVER = new Set(["mp3", "m4a", "opus", "flac"]);
 
 export const EXTENSION = { mp3: "mp3", m4a: "m4a", opus: "opus", flac: "flac", wav: "wav", mp4: "mp4" };
 
@@ -27,6 +29,13 @@ export function applyFormat(form) {
   form.elements.sample_rate.disabled = !RATE.has(format);
   form.querySelector("#opt-format-hint").textContent = HINT[format] || "";
   form.elements.target.disabled = !form.elements.normalize.checked;
+  const cover = form.elements.cover;
+  cover.disabled = !COVER.has(format);
+  cover.querySelector('option[value="frame"]').disabled = !COVER.has(format);
+  if (cover.disabled && cover.value === "frame") cover.value = "source";
+  form.querySelector("#opt-cover-hint").textContent = COVER.has(format)
+    ? ""
+    : `${format.toUpperCase()} files carry no cover picture.`;
 }
 
 function seconds(input) {
@@ -57,6 +66,8 @@ export function readOutputOptions(form) {
     if (value) tags[name] = value;
   }
   if (Object.keys(tags).length) options.tags = tags;
+  const cover = form.elements.cover;
+  if (!cover.disabled && cover.value !== "source") options.cover = cover.value;
   return options;
 }
 

@@ -1,6 +1,6 @@
 // One file or job in the list. The <li> carries the stable hooks tests and scripts use:
-// data-job-id ("" until the job exists), data-status (queued|uploading|processing|
-// completed|failed), when failed, data-error-code, and data-output="expired" once a
+// data-job-id ("" until the job exists), data-status (queued|uploading|review|processing|
+// completed|failed; review: uploaded, waiting for the user's Convert), when failed, data-error-code, and data-output="expired" once a
 // completed job's MP3 is no longer kept (its retention passed or it was deleted).
 
 import { downloadUrl } from "./api.js";
@@ -19,6 +19,7 @@ import {
 const STATUS_LABEL = {
   queued: "In queue",
   uploading: "Uploading",
+  review: "Check",
   processing: "Converting",
   completed: "Done",
   failed: "Failed",
@@ -79,6 +80,7 @@ export class JobRow {
     this.statusEl = h("p", { class: "job__status", "data-role": "status" });
     this.errorEl = h("p", { class: "job__error", "data-role": "error", hidden: true });
     this.resultEl = h("div", { class: "job__result", "data-role": "result", hidden: true });
+    this.reviewEl = h("div", { class: "job__review", hidden: true });
     this.actionsEl = h("div", { class: "job__actions" });
     this.el.append(
       h(
@@ -91,6 +93,7 @@ export class JobRow {
       h("div", { class: "job__bars" }, this.uploadBar, this.convertBar),
       this.statusEl,
       this.errorEl,
+      this.reviewEl,
       this.resultEl,
       this.actionsEl,
     );
@@ -143,8 +146,16 @@ export class JobRow {
     this.uploadBar.value = 0;
   }
 
+  /** The check before converting (review.js), shown while the status is "review". */
+  showReview(form) {
+    this.reviewEl.replaceChildren(form);
+    this.render();
+  }
+
   render() {
     const { el, job, status } = this;
+    this.reviewEl.hidden = status !== "review" || !this.reviewEl.firstChild;
+    if (status !== "review" && this.reviewEl.firstChild) this.reviewEl.replaceChildren();
     el.dataset.status = status;
     el.dataset.jobId = job?.id || "";
     if (this.error) el.dataset.errorCode = this.error.code;
@@ -198,6 +209,11 @@ export class JobRow {
     if (status === "uploading") {
       const sent = `${formatBytes(this.loaded)} of ${formatBytes(this.sizeBytes)}`;
       return this.loaded ? `Uploading ${sent} · ${uploaded}%` : "Preparing the upload…";
+    }
+    if (status === "review") {
+      return this.reviewEl.firstChild
+        ? "Uploaded · check the tags, then convert."
+        : "Uploaded · reading the file's tags…";
     }
     if (status === "queued") return "Uploaded · waiting for a converter…";
     if (status === "processing") {

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MiB = 1024**2
 GiB = 1024**3
 API_KEY_PREFIX = "v2m_"
 DEV_API_KEY_MIN_SECRET = 32
@@ -51,8 +52,16 @@ class Settings(BaseSettings):
     s3_cors_origins: list[str] = Field(default_factory=list)
 
     # Limits
-    max_upload_bytes: int = 2 * GiB
+    max_upload_bytes: int = 50 * GiB
     upload_url_expires_s: int = 3600
+    # Multipart uploads (S3's 5 MiB part minimum bounds both sizes): files at or above
+    # the threshold go up in parts of at least `multipart_part_size_bytes`; each part's
+    # URL lives `multipart_part_url_expires_s`, and an upload left unfinished
+    # `multipart_expires_s` after it began is aborted by the reaper.
+    multipart_threshold_bytes: int = Field(default=64 * MiB, ge=5 * MiB)
+    multipart_part_size_bytes: int = Field(default=16 * MiB, ge=5 * MiB)
+    multipart_part_url_expires_s: int = Field(default=900, gt=0)
+    multipart_expires_s: int = Field(default=24 * 3600, gt=0)
     download_url_expires_s: int = 3600
     input_url_expires_s: int = 6 * 3600
     # Retention: an MP3 stays downloadable this long after its job completed (a bucket
@@ -142,6 +151,12 @@ class Settings(BaseSettings):
     tmp_dir: str | None = None
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
+    # The API's probe of an upload (GET /v1/uploads/{id}/probe and /cover): its wall-clock
+    # limit, how many run at once per API process (more answer 503), and the largest
+    # cover picture it returns. It runs under ffmpeg_memory_limit_mb too.
+    probe_timeout_s: float = Field(default=20.0, gt=0)
+    probe_concurrency: int = Field(default=2, ge=1, le=64)
+    cover_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     # Notifications (notifier/, docs/ARCHITECTURE.md "Notifications")
     events_exchange: str = "video2mp3.events"

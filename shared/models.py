@@ -19,6 +19,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstrai
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from shared.multipart_schemas import MultipartPlan
 from shared.options import JobOptions as JobOptions  # re-exported: part of the v1 schemas
 
 
@@ -120,6 +121,21 @@ class Upload(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     expires_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Multipart uploads (shared/multipart.py): storage's upload id and the part size
+    # while parts arrive; `completed_at` once storage joined them into the object.
+    multipart_id: str | None = SQLField(default=None, max_length=1024)
+    part_size: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    completed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # ffprobe's description of the uploaded file (shared.upload_probe), or why it failed.
+    probe: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+    probe_error: dict[str, Any] | None = SQLField(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    probed_at: datetime | None = SQLField(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class UploadTally(SQLModel, table=True):
@@ -335,6 +351,10 @@ class UploadCreate(BaseModel):
         min_length=1, max_length=255, description="video/*, audio/* or application/octet-stream."
     )
     size_bytes: int = Field(ge=0, description="Exact size of the file the client will PUT.")
+    multipart: bool = Field(
+        default=False,
+        description="Upload in parts even below the server's multipart threshold.",
+    )
 
     @field_validator("content_type")
     @classmethod
@@ -344,11 +364,18 @@ class UploadCreate(BaseModel):
 
 class UploadPublic(BaseModel):
     upload_id: str
-    url: str = Field(description="Presigned URL to PUT the file's bytes to.")
+    url: str | None = Field(
+        description="Presigned URL to PUT the file's bytes to; null for a multipart upload."
+    )
     method: Literal["PUT"] = "PUT"
     headers: dict[str, str] = Field(description="Headers the PUT must carry, exactly.")
     expires_at: datetime
     max_size_bytes: int
+    multipart: MultipartPlan | None = Field(
+        default=None,
+        description="For a multipart upload: ask for part URLs with "
+        "`POST /v1/uploads/{id}/parts`, then `POST /v1/uploads/{id}/complete`.",
+    )
 
 
 class JobNotify(BaseModel):

@@ -36,8 +36,9 @@ FORMATS: dict[str, FormatInfo] = {
     "m4a": FormatInfo(
         ".m4a", "audio/mp4", frozenset({"bitrate_kbps", "sample_rate_hz", "channels"}), cover=True
     ),
-    # Opus always runs at 48 kHz, whatever the input's rate.
-    "opus": FormatInfo(".opus", "audio/ogg", frozenset({"bitrate_kbps", "channels"}), cover=False),
+    # Opus always runs at 48 kHz, whatever the input's rate. Its cover is a Vorbis comment
+    # the worker writes after encoding (ffmpeg's Ogg muxer takes no picture).
+    "opus": FormatInfo(".opus", "audio/ogg", frozenset({"bitrate_kbps", "channels"}), cover=True),
     "flac": FormatInfo(
         ".flac", "audio/flac", frozenset({"sample_rate_hz", "channels"}), cover=True
     ),

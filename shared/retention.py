@@ -26,6 +26,8 @@ from shared.models import Job, JobStatus
 
 OUTPUT_PREFIX = "outputs/"
 LIFECYCLE_RULE_ID = "v2m-output-retention"
+INPUT_PREFIX = "uploads/"
+ABORT_RULE_ID = "v2m-abort-incomplete-uploads"
 # The error codes of jobs whose message was dead-lettered and may be replayed
 # (worker/handlers.py, worker/reaper.py): their inputs stay for the replay window.
 DEAD_LETTERED_CODES = ("retries_exhausted", "worker_crashed")
@@ -47,6 +49,19 @@ def lifecycle_rule(settings: Settings) -> dict[str, Any]:
         "Filter": {"Prefix": OUTPUT_PREFIX},
         "Status": "Enabled",
         "Expiration": {"Days": max(1, math.ceil(settings.output_retention_days))},
+    }
+
+
+def abort_incomplete_rule(settings: Settings) -> dict[str, Any]:
+    """The bucket lifecycle rule that aborts multipart uploads of inputs left unfinished
+    (whole days, rounded up: the reaper aborts them at ``multipart_expires_s``)."""
+    return {
+        "ID": ABORT_RULE_ID,
+        "Filter": {"Prefix": INPUT_PREFIX},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {
+            "DaysAfterInitiation": max(1, math.ceil(settings.multipart_expires_s / 86400))
+        },
     }
 
 

@@ -18,21 +18,21 @@ from typing import Any
 
 from sqlmodel import Session
 
-from shared import jobs, limits, uploads
+from shared import jobs, limits, multipart, upload_probe, uploads
 from shared.config import Settings
 from shared.db import write_transaction
 from shared.dispatch import dispatch
-from shared.errors import ConflictError, GoneError, QueueError, TooLargeError, UnsupportedTypeError
+from shared.errors import ConflictError, QueueError, TooLargeError, UnsupportedTypeError
 from shared.models import (
     Job,
     JobCreate,
     Upload,
     UploadCreate,
     User,
-    as_utc,
     new_id,
     utcnow,
 )
+from shared.multipart_schemas import MultipartPlan
 from shared.queue import Publisher
 from shared.storage import Storage, sanitize_filename
 from shared.webhook_targets import check_webhook_url
@@ -41,14 +41,16 @@ from shared.webhook_targets import check_webhook_url
 @dataclass(frozen=True)
 class PresignedUpload:
     upload: Upload
-    url: str
+    url: str | None  # None for a multipart upload, whose parts are presigned on demand
     headers: dict[str, str]
+    multipart: MultipartPlan | None = None
 
 
 def create_upload(
     *, session: Session, storage: Storage, settings: Settings, user: User, upload_in: UploadCreate
 ) -> PresignedUpload:
-    """Reserve an upload for `user` and presign its PUT (size and type signed).
+    """Reserve an upload for `user` and presign its PUT (size and type signed), or begin
+    it in storage as a multipart upload when it is large (shared/multipart.py).
 
     TooLargeError, UnsupportedTypeError or RateLimitError when it is refused. The limits
     are checked and the row inserted in one write transaction holding the owner's row.
@@ -76,24 +78,34 @@ def create_upload(
         created_at=now,
         expires_at=now + timedelta(seconds=settings.upload_url_expires_s),
     )
-    url, headers = storage.presign_put(
-        upload.key,
-        content_type=upload.content_type,
-        size_bytes=upload.size_bytes,
-        expires_s=settings.upload_url_expires_s,
-    )
-    with write_transaction(session):
-        limits.lock_owner(session=session, owner_id=user.id)
-        now = upload.created_at = utcnow()  # the time the limits hold at, once locked
-        usage = limits.upload_usage(session=session, owner_id=user.id, now=now)
-        limits.check_upload(
-            usage=usage, user=user, settings=settings, size_bytes=upload.size_bytes, now=now
+    plan = multipart.plan_for(upload_in, settings)
+    url: str | None = None
+    headers: dict[str, str] = {}
+    if plan is None:
+        url, headers = storage.presign_put(
+            upload.key,
+            content_type=upload.content_type,
+            size_bytes=upload.size_bytes,
+            expires_s=settings.upload_url_expires_s,
         )
-        session.add(upload)
-        limits.count_upload(
-            session=session, owner_id=user.id, size_bytes=upload.size_bytes, now=now
-        )
-    return PresignedUpload(upload=upload, url=url, headers=headers)
+    else:
+        multipart.begin(storage=storage, settings=settings, upload=upload, plan=plan)
+    try:
+        with write_transaction(session):
+            limits.lock_owner(session=session, owner_id=user.id)
+            now = upload.created_at = utcnow()  # the time the limits hold at, once locked
+            usage = limits.upload_usage(session=session, owner_id=user.id, now=now)
+            limits.check_upload(
+                usage=usage, user=user, settings=settings, size_bytes=upload.size_bytes, now=now
+            )
+            session.add(upload)
+            limits.count_upload(
+                session=session, owner_id=user.id, size_bytes=upload.size_bytes, now=now
+            )
+    except Exception:
+        multipart.abort_quietly(storage, upload)
+        raise
+    return PresignedUpload(upload=upload, url=url, headers=headers, multipart=plan)
 
 
 @dataclass(frozen=True)
@@ -140,7 +152,8 @@ def create_job(
             code="upload_already_used",
         )
     notify = _checked_notify(job_in, settings)
-    _check_upload_arrived(storage, upload)
+    uploads.check_arrived(storage, upload)
+    upload_probe.check_trim(upload, job_in.options)
     try:
         # The active-jobs limit is checked and the job inserted while the owner's row is
         # held, as for uploads: two API processes cannot both let the last job in.
@@ -190,22 +203,3 @@ def _replay(session: Session, user: User, key: str, digest: str) -> CreatedJob |
             code="idempotency_key_reused",
         )
     return CreatedJob(job=existing, replayed=True)
-
-
-def _check_upload_arrived(storage: Storage, upload: Upload) -> None:
-    """ConflictError `upload_incomplete` unless storage holds the declared size;
-    GoneError `upload_expired` when nothing came before the URL expired."""
-    info = storage.stat(upload.key)
-    if info is not None and info.size_bytes == upload.size_bytes:
-        return
-    expires_at = as_utc(upload.expires_at)
-    if info is None and expires_at is not None and expires_at < utcnow():
-        raise GoneError(
-            "The upload URL expired before the file arrived; start a new upload.",
-            code="upload_expired",
-        )
-    got = "nothing" if info is None else f"{info.size_bytes} bytes"
-    raise ConflictError(
-        f"The upload is not complete: expected {upload.size_bytes} bytes, storage has {got}.",
-        code="upload_incomplete",
-    )

@@ -13,7 +13,8 @@ Two libraries sit behind it, each where it is lighter or the only one that does 
   bucket's CORS rule (the minio SDK has no call for it). It is imported on first use, so
   it loads in the API and the start-up set-up step, never in a worker.
 
-Library errors are translated here into ``StorageError``.
+Library errors are translated here into ``StorageError``. The multipart-upload calls
+live in ``shared.storage_multipart`` and are mixed in.
 """
 
 from __future__ import annotations
@@ -34,17 +35,19 @@ from minio.error import MinioException, S3Error
 
 from shared.config import Settings
 from shared.errors import StorageError
-from shared.retention import lifecycle_rule
+from shared.retention import abort_incomplete_rule, lifecycle_rule
+from shared.storage_multipart import (
+    _LIBRARY_ERRORS,
+    UNREACHABLE,
+    MultipartCalls,
+    _storage_error,
+)
 
 if TYPE_CHECKING:
     from shared.storage_boto import BotoS3
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_KEY_NAME = 120
-UNREACHABLE = "Object storage is unreachable."
-# What the minio SDK and the HTTP stack under it raise: S3Error (a refusal), other
-# MinioException (an answer the SDK could not read), urllib3's and socket errors.
-_LIBRARY_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 
 # The bucket's CORS rule (besides its origins): browsers PUT uploads and GET downloads
 # straight to storage.
@@ -125,15 +128,7 @@ def _minio_client(settings: Settings) -> Minio:
     )
 
 
-def _storage_error(message: str, exc: Exception) -> StorageError:
-    """``exc`` from the SDK or its HTTP stack as a StorageError; the detail (operators'
-    logs only) says what the server answered."""
-    if isinstance(exc, S3Error):
-        return StorageError(message, detail=f"HTTP {exc.response.status} {exc.code}")
-    return StorageError(message, detail=f"{type(exc).__name__}: {exc}"[:500])
-
-
-class Storage:
+class Storage(MultipartCalls):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket
@@ -259,10 +254,13 @@ class Storage:
         allow browsers to PUT and GET from them (the bucket's CORS rule). With no origins
         the bucket's CORS is left alone: servers such as ``rclone serve s3`` and MinIO set
         CORS for the whole server instead. A lifecycle rule expires MP3s after
-        ``output_retention_days`` where the server has lifecycle rules (shared/retention.py)."""
+        ``output_retention_days``, and another aborts multipart uploads left unfinished,
+        where the server has lifecycle rules (shared/retention.py)."""
         cors = (
             {"AllowedOrigins": self.settings.s3_cors_origins, **CORS_RULE}
             if self.settings.s3_cors_origins
             else None
         )
-        self._boto.ensure_bucket(cors, lifecycle_rule(self.settings))
+        self._boto.ensure_bucket(
+            cors, [lifecycle_rule(self.settings), abort_incomplete_rule(self.settings)]
+        )

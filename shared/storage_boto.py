@@ -8,7 +8,7 @@ in the API and the start-up set-up step, never in a worker (shared/storage.py sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.config import Settings
 from shared.errors import StorageError
+from shared.storage_multipart import PartInfo
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -34,7 +35,8 @@ NOT_IMPLEMENTED = frozenset(
 _HINTS = {
     "cors": "set CORS on the server itself (rclone serve s3 --allow-origin, MinIO's "
     "MINIO_API_CORS_ALLOW_ORIGIN) so browsers may PUT uploads and GET MP3s",
-    "lifecycle": "the worker's reaper deletes expired MP3s (V2M_OUTPUT_RETENTION_DAYS)",
+    "lifecycle": "the worker's reaper deletes expired MP3s (V2M_OUTPUT_RETENTION_DAYS) "
+    "and aborts abandoned multipart uploads (V2M_MULTIPART_EXPIRES_S)",
 }
 
 
@@ -98,6 +100,69 @@ class BotoS3:
             expires_s,
         )
 
+    # ---------------------------------------------------------- multipart uploads
+
+    def create_multipart(self, key: str, *, content_type: str) -> str:
+        """Begin a multipart upload of ``key``; storage's upload id."""
+        try:
+            answer = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _error("Could not begin a multipart upload.", exc) from exc
+        return answer["UploadId"]
+
+    def presign_part(
+        self, key: str, *, upload_id: str, part_number: int, size_bytes: int, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        """An UploadPart URL for browsers with the part's size signed."""
+        url = self._presign(
+            "upload_part",
+            {
+                "Key": key,
+                "UploadId": upload_id,
+                "PartNumber": part_number,
+                "ContentLength": size_bytes,
+            },
+            expires_s,
+        )
+        return url, {"Content-Length": str(size_bytes)}
+
+    def list_parts(self, key: str, *, upload_id: str) -> list[PartInfo] | None:
+        """The parts storage holds (ListParts, every page), or None when storage has no
+        such upload (aborted, completed, or never begun)."""
+        parts: list[PartInfo] = []
+        marker = 0
+        try:
+            while True:
+                page = self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+                parts.extend(
+                    PartInfo(p["PartNumber"], p["Size"], p["ETag"]) for p in page.get("Parts", [])
+                )
+                if not page.get("IsTruncated") or not parts or parts[-1].number <= marker:
+                    return parts
+                marker = parts[-1].number
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchUpload", "404") or _status(exc) == 404:
+                return None
+            raise _error("Could not list an upload's parts.", exc) from exc
+        except BotoCoreError as exc:
+            raise _error("Could not list an upload's parts.", exc) from exc
+
+    def complete_multipart(self, key: str, *, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join ``parts`` (number, ETag) into the object."""
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _error("Could not complete a multipart upload.", exc) from exc
+
     def _presign(self, operation: str, params: dict[str, Any], expires_s: int) -> str:
         try:
             url: str = self.public_client.generate_presigned_url(
@@ -108,10 +173,10 @@ class BotoS3:
         return url
 
     def ensure_bucket(
-        self, cors_rule: dict[str, Any] | None, lifecycle_rule: dict[str, Any] | None = None
+        self, cors_rule: dict[str, Any] | None, lifecycle_rules: Sequence[dict[str, Any]] = ()
     ) -> None:
         """Create the bucket if missing (a bucket made meanwhile by another process is
-        fine), then set ``cors_rule`` and ``lifecycle_rule`` on it when given.
+        fine), then set ``cors_rule`` and ``lifecycle_rules`` on it when given.
 
         A server without such a bucket setting (``rclone serve s3`` has neither; MinIO
         sets CORS for the whole server) refuses it (``NOT_IMPLEMENTED``): that is logged
@@ -131,25 +196,28 @@ class BotoS3:
                         Bucket=self.bucket,
                         CORSConfiguration={"CORSRules": [cast("CORSRuleTypeDef", cors_rule)]},
                     )
-            if lifecycle_rule is not None:
+            if lifecycle_rules:
                 with _unless_not_implemented("lifecycle", self.bucket):
-                    self._put_lifecycle_rule(lifecycle_rule)
+                    self._put_lifecycle_rules(lifecycle_rules)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"Could not prepare bucket {self.bucket!r}.") from exc
 
-    def _put_lifecycle_rule(self, rule: dict[str, Any]) -> None:
-        """Set ``rule`` among the bucket's lifecycle rules, replacing the rule of the same
-        ID and keeping the others (a put replaces the bucket's whole configuration)."""
+    def _put_lifecycle_rules(self, rules: Sequence[dict[str, Any]]) -> None:
+        """Set ``rules`` among the bucket's lifecycle rules, replacing rules of the same
+        IDs and keeping the others (a put replaces the bucket's whole configuration)."""
+        ours = {rule["ID"] for rule in rules}
         try:
             current = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
-            others = [r for r in current.get("Rules", []) if r.get("ID") != rule["ID"]]
+            others = [r for r in current.get("Rules", []) if r.get("ID") not in ours]
         except ClientError as exc:
             if _code(exc) != "NoSuchLifecycleConfiguration":
                 raise
             others = []
         self.client.put_bucket_lifecycle_configuration(
             Bucket=self.bucket,
-            LifecycleConfiguration={"Rules": [*others, cast("LifecycleRuleTypeDef", rule)]},
+            LifecycleConfiguration={
+                "Rules": [*others, *(cast("LifecycleRuleTypeDef", r) for r in rules)]
+            },
         )
 
     def _create_bucket(self) -> None:
@@ -161,6 +229,11 @@ class BotoS3:
         except ClientError as exc:
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
+
+
+def _error(message: str, exc: BotoCoreError | ClientError) -> StorageError:
+    detail = f"{_status(exc)} {_code(exc)}" if isinstance(exc, ClientError) else str(exc)
+    return StorageError(message, detail=detail[:500])
 
 
 @contextmanager

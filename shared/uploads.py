@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from shared.errors import NotFoundError
-from shared.models import Job, Upload
+from shared.errors import ConflictError, GoneError, NotFoundError
+from shared.models import Job, Upload, as_utc, utcnow
+from shared.storage import Storage
 
 _MEDIA_TYPE = re.compile(r"^(video|audio)/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 
@@ -52,3 +53,28 @@ def delete_upload(*, session: Session, upload_id: str) -> None:
     if upload is not None:
         session.delete(upload)
         session.commit()
+
+
+def check_arrived(storage: Storage, upload: Upload) -> None:
+    """ConflictError `upload_incomplete` unless storage holds the declared size;
+    GoneError `upload_expired` when nothing came before the URL expired."""
+    if upload.multipart_id is not None and upload.completed_at is None:
+        raise ConflictError(
+            "The multipart upload is not complete: send every part, then "
+            f"POST /v1/uploads/{upload.id}/complete.",
+            code="upload_incomplete",
+        )
+    info = storage.stat(upload.key)
+    if info is not None and info.size_bytes == upload.size_bytes:
+        return
+    expires_at = as_utc(upload.expires_at)
+    if info is None and expires_at is not None and expires_at < utcnow():
+        raise GoneError(
+            "The upload URL expired before the file arrived; start a new upload.",
+            code="upload_expired",
+        )
+    got = "nothing" if info is None else f"{info.size_bytes} bytes"
+    raise ConflictError(
+        f"The upload is not complete: expected {upload.size_bytes} bytes, storage has {got}.",
+        code="upload_incomplete",
+    )

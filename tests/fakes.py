@@ -7,7 +7,9 @@ raise the same errors, so the API and the worker cannot tell them apart. Each ha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -15,6 +17,7 @@ from shared.errors import QueueError, StorageError
 from shared.events import JobEvent
 from shared.queue import JobMessage
 from shared.storage import ObjectInfo, content_disposition, download_name
+from shared.storage_multipart import InProgressUpload, PartInfo
 
 PUBLIC_BASE = "http://s3.public.test/video2mp3"
 INTERNAL_BASE = "http://s3.internal.test/video2mp3"
@@ -24,6 +27,18 @@ INTERNAL_BASE = "http://s3.internal.test/video2mp3"
 class StoredObject:
     data: bytes
     content_type: str | None
+
+
+@dataclass
+class FakeMultipart:
+    key: str
+    content_type: str
+    parts: dict[int, bytes] = field(default_factory=dict)
+    initiated: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def _etag(data: bytes) -> str:
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class FakeStorage:
     def __init__(self) -> None:
         self.objects: dict[str, StoredObject] = {}
         self.presigned_puts: dict[str, PresignedPut] = {}
+        self.multipart: dict[str, FakeMultipart] = {}
+        self.multipart_keys_done: list[str] = []
         self.fail = False
         self.bucket_ready = False
 
@@ -81,6 +98,49 @@ class FakeStorage:
     def presign_internal_get(self, key: str, *, expires_s: int) -> str:
         self._check()
         return f"{INTERNAL_BASE}/{quote(key)}?" + urlencode({"X-Amz-Expires": expires_s})
+
+    # -------------------------------------------------------------- multipart uploads
+
+    def create_multipart(self, key: str, *, content_type: str) -> str:
+        self._check()
+        upload_id = f"mpu-{len(self.multipart) + 1}"
+        self.multipart[upload_id] = FakeMultipart(key=key, content_type=content_type)
+        return upload_id
+
+    def presign_part(
+        self, key: str, *, upload_id: str, part_number: int, size_bytes: int, expires_s: int
+    ) -> tuple[str, dict[str, str]]:
+        self._check()
+        query = urlencode(
+            {"uploadId": upload_id, "partNumber": part_number, "X-Amz-Expires": expires_s}
+        )
+        return f"{PUBLIC_BASE}/{quote(key)}?{query}", {"Content-Length": str(size_bytes)}
+
+    def list_parts(self, key: str, *, upload_id: str) -> list[PartInfo] | None:
+        self._check()
+        upload = self.multipart.get(upload_id)
+        if upload is None or upload.key != key:
+            return None
+        return [PartInfo(n, len(data), _etag(data)) for n, data in sorted(upload.parts.items())]
+
+    def complete_multipart(self, key: str, *, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        self._check()
+        upload = self.multipart.pop(upload_id)
+        data = b"".join(upload.parts[n] for n, _ in parts)
+        self.objects[key] = StoredObject(data, upload.content_type)
+        self.multipart_keys_done.append(key)
+
+    def abort_multipart(self, key: str, *, upload_id: str) -> None:
+        self._check()
+        self.multipart.pop(upload_id, None)
+
+    def multipart_uploads(self, prefix: str) -> list[InProgressUpload]:
+        self._check()
+        return [
+            InProgressUpload(u.key, upload_id, u.initiated)
+            for upload_id, u in self.multipart.items()
+            if u.key.startswith(prefix)
+        ]
 
     # -------------------------------------------------------------- objects
 
@@ -134,6 +194,13 @@ class FakeStorage:
         if int(headers["Content-Length"]) != len(data):
             raise AssertionError("Content-Length does not match the body")
         self.objects[grant.key] = StoredObject(data, headers["Content-Type"])
+
+    def put_part(self, url: str, data: bytes) -> str:
+        """What a client's PUT to a presigned part URL does; storage's ETag for it."""
+        query = self.query_of(url)
+        upload = self.multipart[query["uploadId"][0]]
+        upload.parts[int(query["partNumber"][0])] = data
+        return _etag(data)
 
     @staticmethod
     def key_of(url: str) -> str:

@@ -24,9 +24,10 @@ from shared import jobs
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import JobOptions, format_info
-from worker import ffmpeg, mp3info, timing
+from worker import ffmpeg, mp3info, opus_cover, timing
 from worker.context import JobContext
 from worker.ffmpeg import loudness, outputs
+from worker.ffmpeg.formats import encoding
 
 log = structlog.get_logger("worker")
 
@@ -152,6 +153,8 @@ def convert(
                 ) from exc
             raise
         timing.mark("transcode")
+        if encoding(options).cover_after:
+            opus_cover.add_cover(str(out_path), input_url, options, probe, settings)
         # An MP3's own Xing/Info header says what ffprobe would, without another process.
         xing = mp3info.read_xing(out_path) if options.format == "mp3" else None
         result = xing or ffmpeg.probe(settings.ffprobe_bin, str(out_path), restrict_formats=False)

@@ -10,7 +10,9 @@
   publish) is published.
 - A queued job published `unclaimed_after_s` ago and never claimed since (its message was
   dead-lettered during a database outage, or purged) is published again, same token.
-- Uploads never used for a job are deleted (object and row) once their URL has expired.
+- Uploads never used for a job are deleted (object and row) once their URL has expired;
+  multipart uploads left unfinished past ``multipart_expires_s`` are aborted in storage
+  (shared/multipart.py), whether or not a row records them.
 - Retention (worker/retention.py): expired MP3s and the inputs of finished jobs are
   deleted, and their job rows marked.
 
@@ -28,7 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from shared import dispatch, jobs, uploads
+from shared import dispatch, jobs, multipart, uploads
 from shared.config import Settings
 from shared.errors import AppError
 from shared.models import JobStatus, utcnow
@@ -115,9 +117,14 @@ class Reaper:
                     counts["unclaimed"] += 1
                     log.warning("unclaimed_job_republished", job_id=job_id)
             for upload in uploads.expired_unused_uploads(session=session, now=now):
+                if upload.multipart_id is not None and upload.completed_at is None:
+                    self.storage.abort_multipart(upload.key, upload_id=upload.multipart_id)
                 self.storage.delete(upload.key)
                 uploads.delete_upload(session=session, upload_id=upload.id)
                 counts["uploads_removed"] += 1
+            counts["multipart_aborted"] = multipart.abort_abandoned(
+                storage=self.storage, settings=self.settings, now=now
+            )
             counts.update(
                 retention.sweep(
                     session=session, storage=self.storage, settings=self.settings, now=now
@@ -125,4 +132,6 @@ class Reaper:
             )
         if counts["uploads_removed"]:
             log.info("expired_uploads_removed", count=counts["uploads_removed"])
+        if counts["multipart_aborted"]:
+            log.info("abandoned_multipart_uploads_aborted", count=counts["multipart_aborted"])
         return counts

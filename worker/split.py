@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.config import Settings
+from shared.media.facts import ProbeResult
 from shared.options import JobOptions
 from shared.segments import Range
 from worker import mp3frames
 from worker.ffmpeg.args import Cut
-from worker.ffmpeg.media import ProbeResult
 
 FRAME = mp3frames.SAMPLES_PER_FRAME
 PREROLL_FRAMES = 8

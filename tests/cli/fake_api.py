@@ -37,6 +37,8 @@ class FakeApi:
     requests: list[str] = field(default_factory=list)
     fail_media: set[bytes] = field(default_factory=set)  # inputs whose job fails
     before: Callable[[httpx.Request], httpx.Response | None] | None = None
+    multipart_at: int | None = None  # uploads of this size and more go in parts
+    part_size: int = 4
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def client(self) -> ApiClient:
@@ -68,6 +70,8 @@ class FakeApi:
         if (method, path) == ("POST", "/v1/jobs"):
             return self._create_job(request)
         parts = path.split("/")  # ['', 'v1', 'jobs', id, ...]
+        if parts[2] == "uploads" and len(parts) == 5:
+            return self._multipart(method, parts[3], parts[4], request)
         job = self.jobs.get(parts[3]) if len(parts) > 3 else None
         if job is None:
             return error(404, "job_not_found", "No job has that id.")
@@ -80,15 +84,53 @@ class FakeApi:
 
     def _storage(self, request: httpx.Request) -> httpx.Response:
         key = request.url.path.lstrip("/")
+        if request.method == "PUT" and key.startswith("parts/"):
+            _, upload_id, number = key.split("/")
+            part = request.read()
+            self.uploads[upload_id]["parts"][int(number)] = part
+            return httpx.Response(200, headers={"ETag": f'"{hash(part) & 0xFFFF:x}"'})
         if request.method == "PUT":
             self.objects[key] = request.read()
             return httpx.Response(200)
         data = self.objects.get(key)
         return httpx.Response(200, content=data) if data is not None else httpx.Response(404)
 
+    def _multipart(
+        self, method: str, upload_id: str, action: str, request: httpx.Request
+    ) -> httpx.Response:
+        upload = self.uploads.get(upload_id)
+        if upload is None or "parts" not in upload:
+            return error(404, "upload_not_found", "No upload has that id.")
+        stored = upload["parts"]
+        if (method, action) == ("GET", "parts"):
+            listed = [
+                {"part_number": n, "size_bytes": len(d), "etag": f'"{hash(d) & 0xFFFF:x}"'}
+                for n, d in sorted(stored.items())
+            ]
+            return httpx.Response(200, json={"parts": listed})
+        body = json.loads(request.content)
+        if action == "parts":
+            urls = [
+                {"part_number": n, "url": f"{STORAGE}/parts/{upload_id}/{n}", "headers": {}}
+                for n in body["part_numbers"]
+            ]
+            return httpx.Response(200, json={"parts": urls})
+        named = [p["part_number"] for p in body["parts"]]
+        if named != sorted(stored):
+            return error(409, "upload_part_missing", "A part is missing.")
+        self.objects[upload["key"]] = b"".join(stored[n] for n in named)
+        return httpx.Response(200, json={"upload_id": upload_id})
+
     def _create_upload(self, body: dict[str, Any]) -> httpx.Response:
         upload_id = str(uuid.uuid4())
         self.uploads[upload_id] = {**body, "key": f"uploads/{upload_id}"}
+        size = body["size_bytes"]
+        if self.multipart_at is not None and size >= self.multipart_at:
+            self.uploads[upload_id]["parts"] = {}
+            plan = {"part_size": self.part_size, "part_count": -(-size // self.part_size)}
+            return httpx.Response(
+                201, json={"upload_id": upload_id, "url": None, "multipart": plan}
+            )
         grant = {
             "upload_id": upload_id,
             "url": f"{STORAGE}/uploads/{upload_id}",

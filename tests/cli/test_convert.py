@@ -189,3 +189,40 @@ def test_an_answer_v2m_cannot_read_fails_that_file_only(tmp_path: Path) -> None:
     [failed] = [e for e in events if e["event"] == "failed"]
     assert failed["code"] == "unexpected_answer"
     assert "JSONDecodeError" in str(failed["message"])
+
+
+def test_a_large_file_goes_in_parts_and_resumes_after_ctrl_c(tmp_path: Path) -> None:
+    # Given a server that takes files of 8 bytes and more in 4-byte parts
+    fake = FakeApi(multipart_at=8, part_size=4)
+    state = UploadState("http://api.test", tmp_path / "s.json")
+    data = b"0123456789abcdef!!"  # five parts, the last of 2 bytes
+    [path] = files(tmp_path, big=data)
+    first = Converter(fake.client(), state, JsonReporter(io.StringIO()), Plan({}, "mp3"))
+
+    def ctrl_c_on_part_three(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/3") and request.method == "PUT":
+            first.client.cancel.set()
+            raise httpx.ConnectError("connection reset")
+        return None
+
+    # When Ctrl-C comes while part 3 is being sent
+    fake.before = ctrl_c_on_part_three
+    assert first.run([path]) == []
+    (upload_id,) = fake.uploads
+    stored = set(fake.uploads[upload_id]["parts"])
+    assert 3 not in stored and not fake.jobs
+    # And the same command runs again
+    fake.before = None
+    puts_before = len(fake.requests)
+    events, statuses = run(fake, [path], state)
+    # Then only the parts storage lacked are sent, in the same upload, and it converts
+    sent = {
+        int(r.rsplit("/", 1)[1])
+        for r in fake.requests[puts_before:]
+        if r.startswith("PUT storage.test/parts/")
+    }
+    assert sent == {1, 2, 3, 4, 5} - stored
+    assert statuses == ["converted"], events
+    assert "upload_resumed" in [e["event"] for e in events]
+    assert list(fake.uploads) == [upload_id] and len(fake.jobs) == 1
+    assert fake.objects[f"uploads/{upload_id}"] == data

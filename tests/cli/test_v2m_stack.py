@@ -154,6 +154,23 @@ def test_ctrl_c_exits_130_and_the_rerun_resumes_the_same_job(
     assert job_count(stack) == 1
 
 
+def test_a_large_file_goes_up_in_parts_and_converts(
+    make_stack: StackFactory, tmp_path: Path, media_dir: Path
+) -> None:
+    # Given a server that takes files of 5 MiB and more in 5 MiB parts, and a 12 MB video
+    part = str(5 * 1024 * 1024)
+    stack = make_stack(multipart_threshold_bytes=part, multipart_part_size_bytes=part)
+    shutil.copy(media.make(media.SAMPLES["mp4_12mb"], media_dir), tmp_path / "camera.mp4")
+    # When it is converted
+    run = v2m(stack, "convert", "camera.mp4", "--json", cwd=tmp_path)
+    # Then it went up in three parts and its MP3 is saved
+    assert run.returncode == 0, run.stderr
+    got = events(run.stdout)
+    assert {"event": "uploading_in_parts", "file": "camera.mp4", "part_count": 3} in got
+    streams: Any = media.probe(tmp_path / "camera.mp3")["streams"]
+    assert [s["codec_name"] for s in streams] == ["mp3"]
+
+
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[list[str]]:
     """tmux on its own server socket, killed afterwards."""

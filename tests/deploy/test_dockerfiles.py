@@ -112,8 +112,10 @@ def test_worker_image_has_ffmpeg_and_runs_the_worker_module() -> None:
     assert "9100" in final.args("EXPOSE")
 
 
-def test_api_image_serves_uvicorn_on_port_8000() -> None:
+def test_api_image_serves_uvicorn_on_port_8000_with_ffprobe_for_upload_probes() -> None:
     final = parse("api/Dockerfile")[-1]
+    assert any("apt-get install" in run and "ffmpeg" in run for run in final.args("RUN"))
+    assert any("rm -rf /var/lib/apt/lists" in run for run in final.args("RUN"))
     command = final.args("CMD")[-1]
     assert "api.main:app" in command and '"8000"' in command
     assert "8000" in final.args("EXPOSE")

@@ -23,6 +23,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from shared.config import Settings
 from tests.deploy import REPO_ROOT, SCHEMAS_DIR, require_tool, schema_path
 
 K8S_DIR = REPO_ROOT / "k8s"
@@ -411,7 +412,7 @@ def test_worker_has_prestop_hook_and_probes_on_its_health_port(overlay: str) -> 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_worker_temp_dir_is_an_emptydir_sized_for_the_largest_job(overlay: str) -> None:
+def test_worker_temp_dir_is_an_emptydir_sized_for_the_largest_output(overlay: str) -> None:
     docs = render(overlay)
     config = app_config(docs)
     pod, container = worker_pod(docs), worker_container(docs)
@@ -421,8 +422,11 @@ def test_worker_temp_dir_is_an_emptydir_sized_for_the_largest_job(overlay: str) 
     )
     volume = [v for v in pod["volumes"] if v["name"] == mount[0]["name"]][0]
     size = parse_quantity(volume["emptyDir"]["sizeLimit"])
-    largest_jobs = int(config["V2M_MAX_UPLOAD_BYTES"]) * int(config["V2M_WORKER_CONCURRENCY"])
-    assert size >= largest_jobs
+    # ffmpeg reads inputs through a presigned URL: only outputs are written to disk
+    max_output = int(
+        config.get("V2M_MAX_OUTPUT_BYTES", Settings.model_fields["max_output_bytes"].default)
+    )
+    assert size >= max_output * int(config["V2M_WORKER_CONCURRENCY"])
     assert parse_quantity(container["resources"]["limits"]["ephemeral-storage"]) >= size
 
 

@@ -106,3 +106,62 @@ def test_a_backwards_trim_is_refused_on_the_page_and_fits_360_px(
     assert page.locator("li[data-job-id]").count() == 0
     assert not log.urls("/v1/uploads")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_the_check_before_converting_prefills_the_files_tags_and_shows_its_cover(
+    make_stack: StackFactory, media_dir: Path, open_page: OpenPage
+) -> None:
+    stack = make_stack(events_poll_interval_s="0.2")
+    song = media.make(media.SAMPLES["mp3_tagged_cover"], media_dir)
+    page, _log = open_page(stack.api_url + "/")
+    page.set_viewport_size({"width": 360, "height": 800})
+    sign_in(page, DEV_EMAIL, stack.env["V2M_DEV_PASSWORD"])
+    page.wait_for_selector('[data-role="empty"]:not([hidden])')
+
+    # When the user asks to check the tags and uploads an MP3 with tags and a cover
+    page.get_by_label("Check the tags before converting").check()
+    payload: FilePayload = {
+        "name": "tagged.mp3",
+        "mimeType": "audio/mpeg",
+        "buffer": song.read_bytes(),
+    }
+    page.set_input_files("#file-input", files=[payload])
+    page.wait_for_selector('li[data-status="review"] [data-role="review"]', timeout=30_000)
+    row = page.locator('li[data-status="review"]')
+
+    # Then the file's own tags fill the fields, its cover and its length are shown
+    review = row.get_by_role("form", name="Before converting tagged.mp3")
+    for label, key in [("Title", "title"), ("Artist", "artist"), ("Album", "album"),
+                       ("Album artist", "album_artist"), ("Date", "date"), ("Track", "track"),
+                       ("Genre", "genre"), ("Comment", "comment")]:  # fmt: skip
+        assert review.get_by_label(label, exact=True).input_value() == media.SOURCE_TAGS[key]
+    cover = review.get_by_role("img", name="Cover picture of tagged.mp3")
+    assert cover.evaluate("img => img.complete && img.naturalWidth") == 64
+    assert "Length 3.0 s" in (review.locator('[data-role="review-facts"]').text_content() or "")
+    assert review.get_by_label("Start, in seconds").get_attribute("max") is not None
+
+    # and the open check passes axe and fits 360 px
+    assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    # A start past the end is refused in the form, before any job
+    review.get_by_label("Start, in seconds").fill("5")
+    review.get_by_role("button", name="Convert").click()
+    error = review.locator('[data-role="review-error"]')
+    assert "before the end of the file" in (error.text_content() or "")
+    assert row.get_attribute("data-job-id") == ""
+
+    # When the user edits the title and converts
+    review.get_by_label("Start, in seconds").fill("")
+    review.get_by_label("Title", exact=True).fill("Edited title")
+    review.get_by_role("button", name="Convert").click()
+    page.wait_for_selector('li[data-status="completed"]', timeout=60_000)
+
+    # Then only the change is sent: the file's other tags and cover are the server's default
+    job_id = page.locator("li[data-job-id]").first.get_attribute("data-job-id")
+    with stack.client() as api:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+    sent = {k: v for k, v in job["options"]["tags"].items() if v is not None}
+    assert sent == {"title": "Edited title"}
+    assert job["options"]["cover"] == "source"
+    assert job["status"] == "completed"

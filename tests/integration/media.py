@@ -28,6 +28,17 @@ class Sample:
 
 
 SECONDS = "3"
+# The tags of the "mp3_tagged_cover" sample, which also carries a 64x64 PNG cover.
+SOURCE_TAGS = {
+    "title": "Tagged song",
+    "artist": "Test Artist",
+    "album": "Test Album",
+    "album_artist": "Album Artist",
+    "date": "2024",
+    "track": "7",
+    "genre": "Podcast",
+    "comment": "A comment",
+}
 
 SAMPLES: dict[str, Sample] = {
     s.name: s
@@ -207,10 +218,51 @@ SAMPLES: dict[str, Sample] = {
             [*_tone(440, 44100, "stereo"), "-t", SECONDS, "-c:a", "libmp3lame", "-q:a", "4"],
         ),
         Sample(
+            "mp3_tagged_cover",
+            "tagged.mp3",
+            "audio/mpeg",
+            [
+                *_tone(440, 44100, "stereo"),
+                *["-f", "lavfi", "-i", "color=c=orange:s=64x64"],
+                *["-t", SECONDS, "-map", "0:a", "-map", "1:v", "-frames:v", "1"],
+                *["-c:a", "libmp3lame", "-q:a", "4", "-c:v", "png"],
+                *["-disposition:v", "attached_pic"],
+                *[
+                    arg
+                    for key, value in SOURCE_TAGS.items()
+                    for arg in ("-metadata", f"{key}={value}")
+                ],
+            ],
+        ),
+        Sample(
             "no_audio",
             "silent-film.mp4",
             "video/mp4",
             [*VIDEO, "-t", SECONDS, "-c:v", "libx264", "-preset", "ultrafast"],
+        ),
+        Sample(
+            # About 12 MB in 6 s (noisy frames at a fixed bitrate): three 5 MiB parts.
+            "mp4_12mb",
+            "camera.mp4",
+            "video/mp4",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=25",
+                *_tone(440, layout="stereo"),
+                "-t",
+                "6",
+                "-vf",
+                "noise=alls=60:allf=t",
+                "-c:v",
+                "mpeg4",
+                *("-b:v", "16M", "-minrate", "16M", "-maxrate", "16M", "-bufsize", "4M"),
+                "-c:a",
+                "aac",
+                "-movflags",
+                "+faststart",
+            ],
         ),
         Sample(
             "long_audio",

@@ -3,6 +3,7 @@ tags, cover and chapters, checked on the files written."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -10,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mutagen.flac import Picture
+from mutagen.oggopus import OggOpus
 
 from shared.options import JobOptions
 from tests.integration import media
 from tests.unit.conftest import make_settings
-from worker import ffmpeg
+from worker import ffmpeg, mp3info, opus_cover
 from worker.convert import measure_input
 from worker.ffmpeg import loudness
+from worker.ffmpeg.formats import encoding
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +36,8 @@ def convert(source: Path, out: Path, options: dict[str, Any] | None = None) -> b
         "ffmpeg", str(source), str(out), opts, stream_copy=copy, probe=probe, measured=measured
     )
     ffmpeg.run_transcode(argv, on_progress=lambda _p: None, timeout_s=120)
+    if encoding(opts).cover_after:
+        opus_cover.add_cover(str(out), str(source), opts, probe, make_settings())
     return copy
 
 
@@ -254,6 +260,65 @@ def test_the_sources_own_cover_is_carried_by_default_and_dropped_with_none(
 
     assert ("video", "mjpeg") in streams(tmp_path / "kept.mp3")
     assert streams(tmp_path / "dropped.mp3") == [("audio", "mp3")]
+
+
+def test_mp3_tags_are_id3v2_4_and_the_xing_header_is_still_read(
+    samples: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "tagged.mp3"
+
+    convert(tagged_video(samples / "tagged.mp4"), out, {"tags": {"album": "Talks"}})
+
+    assert out.read_bytes()[:4] == b"ID3\x04"
+    data = ffprobe(out, "format_tags", "format=duration")
+    assert data["format"]["tags"]["album"] == "Talks"
+    assert data["format"]["tags"]["artist"] == "Source artist"
+    xing = mp3info.read_xing(out)
+    assert xing is not None
+    assert xing.duration_s == pytest.approx(float(data["format"]["duration"]), abs=0.05)
+
+
+def pictures(path: Path) -> list[tuple[str, int]]:
+    data = ffprobe(path, "stream=codec_type,codec_name:stream_disposition=attached_pic")
+    return [
+        (s["codec_name"], s["disposition"]["attached_pic"])
+        for s in data["streams"]
+        if s["codec_type"] == "video"
+    ]
+
+
+def test_opus_carries_the_sources_cover_as_a_vorbis_picture(samples: Path, tmp_path: Path) -> None:
+    # Given an MP3 with tags and a PNG cover
+    source = media.make(media.SAMPLES["mp3_tagged_cover"], samples)
+    out = tmp_path / "out.opus"
+
+    convert(source, out, {"format": "opus"})
+
+    # Then the Opus file holds the same PNG as its front cover, and the tags
+    assert pictures(out) == [("png", 1)]
+    tags = OggOpus(out).tags
+    assert tags is not None
+    comment = tags["METADATA_BLOCK_PICTURE"][0]
+    block = Picture(base64.b64decode(comment))
+    assert (block.type, block.mime) == (3, "image/png")
+    assert block.data.startswith(b"\x89PNG")
+    assert ffprobe(out, "stream_tags=title")["streams"][0]["tags"]["title"] == "Tagged song"
+
+
+def test_opus_takes_a_frame_as_its_cover_and_none_drops_it(samples: Path, tmp_path: Path) -> None:
+    source = tagged_video(samples / "tagged.mp4")
+    framed, bare = tmp_path / "framed.opus", tmp_path / "bare.opus"
+
+    convert(source, framed, {"format": "opus", "cover": "frame", "cover_at_s": 1})
+    convert(
+        media.make(media.SAMPLES["mp3_tagged_cover"], samples),
+        bare,
+        {"format": "opus", "cover": "none"},
+    )
+
+    assert pictures(framed) == [("mjpeg", 1)]
+    assert pictures(bare) == []
+    assert "METADATA_BLOCK_PICTURE" not in (OggOpus(bare).tags or {})
 
 
 def chaptered_mkv(path: Path) -> Path:

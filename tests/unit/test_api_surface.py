@@ -235,6 +235,8 @@ def openapi(client: TestClient) -> dict[str, Any]:
 def test_openapi_lists_every_route(openapi: dict[str, Any]) -> None:
     assert {
         ("/v1/uploads", "post"),
+        ("/v1/uploads/{upload_id}/probe", "get"),
+        ("/v1/uploads/{upload_id}/cover", "get"),
         ("/v1/jobs", "post"),
         ("/v1/jobs", "get"),
         ("/v1/jobs/{job_id}", "get"),
@@ -300,6 +302,11 @@ def test_openapi_documents_the_contract_statuses(openapi: dict[str, Any]) -> Non
     assert {"200", "404"} <= set(paths["/v1/jobs/{job_id}"]["get"]["responses"])
     assert {"307", "404", "409"} <= set(paths["/v1/jobs/{job_id}/download"]["get"]["responses"])
     assert {"200", "503"} <= set(paths["/readyz"]["get"]["responses"])
+    for route in ("probe", "cover"):
+        responses = set(paths[f"/v1/uploads/{{upload_id}}/{route}"]["get"]["responses"])
+        assert {"200", "404", "409", "422", "503"} <= responses
+    cover = paths["/v1/uploads/{upload_id}/cover"]["get"]["responses"]["200"]["content"]
+    assert set(cover) == {"image/jpeg", "image/png"}
 
 
 def test_openapi_request_models_carry_examples(openapi: dict[str, Any]) -> None:
@@ -309,6 +316,7 @@ def test_openapi_request_models_carry_examples(openapi: dict[str, Any]) -> None:
     job_example = schemas["JobCreate"]["examples"][0]
     assert set(upload_example) == {"filename", "content_type", "size_bytes"}
     assert "upload_id" in job_example
+    assert schemas["UploadProbePublic"]["examples"][0]["tags"]["title"] == "Episode 12"
     assert schemas["ErrorResponse"]["properties"]["error"] == {
         "$ref": "#/components/schemas/ErrorInfo"
     }

@@ -28,7 +28,16 @@ def test_upload_returns_201_with_presigned_put(client: TestClient, settings: Set
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"upload_id", "url", "method", "headers", "expires_at", "max_size_bytes"}
+    assert set(body) == {
+        "upload_id",
+        "url",
+        "method",
+        "headers",
+        "expires_at",
+        "max_size_bytes",
+        "multipart",
+    }
+    assert body["multipart"] is None
     assert body["method"] == "PUT"
     assert body["url"].startswith(PUBLIC_BASE + "/")
     assert body["headers"] == {"Content-Type": "video/quicktime", "Content-Length": "4096"}
@@ -85,8 +94,8 @@ def test_size_over_limit_is_refused_with_413(
     assert storage.presigned_puts == {}
 
 
-def test_default_limit_is_two_gibibytes() -> None:
-    assert Settings(_env_file=None).max_upload_bytes == 2 * 1024**3
+def test_default_limit_is_fifty_gibibytes() -> None:
+    assert Settings(_env_file=None).max_upload_bytes == 50 * 1024**3
 
 
 @pytest.mark.parametrize(

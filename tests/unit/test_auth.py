@@ -279,6 +279,17 @@ def test_other_users_jobs_and_uploads_are_404(
         assert_error_body(client.get(path, headers=auth(bob)), 404, "job_not_found")
     reuse = client.post("/v1/jobs", json={"upload_id": spare}, headers=auth(bob))
     assert_error_body(reuse, 404, "upload_not_found")
+    big = {**UPLOAD, "multipart": True}
+    parted = client.post("/v1/uploads", json=big, headers=auth(ada)).json()["upload_id"]
+    for method, path, body in (
+        ("POST", f"/v1/uploads/{parted}/parts", {"part_numbers": [1]}),
+        ("GET", f"/v1/uploads/{parted}/parts", None),
+        ("POST", f"/v1/uploads/{parted}/complete", {"parts": [{"part_number": 1, "etag": "x"}]}),
+        ("DELETE", f"/v1/uploads/{parted}", None),
+        ("DELETE", f"/v1/uploads/{spare}", None),
+    ):
+        answer = client.request(method, path, json=body, headers=auth(bob))
+        assert_error_body(answer, 404, "upload_not_found")
     assert client.get("/v1/jobs", headers=auth(bob)).json()["items"] == []
     assert [j["id"] for j in client.get("/v1/jobs", headers=auth(ada)).json()["items"]] == [
         job["id"]

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from shared.media import sandbox
 from worker import ffmpeg
 from worker.ffmpeg import resource_limits
 
@@ -37,7 +38,7 @@ def test_prlimit_sets_the_same_limits_before_ffmpeg_runs() -> None:
 
 
 def test_without_prlimit_the_child_sets_its_own_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ffmpeg.args, "PRLIMIT", None)
+    monkeypatch.setattr(sandbox, "PRLIMIT", None)
     argv, preexec_fn = ffmpeg.sandboxed(LIMITS_SEEN, cpu_seconds=120, memory_mb=512)
 
     out = subprocess.run(

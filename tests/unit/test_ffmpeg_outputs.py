@@ -58,6 +58,10 @@ def test_each_format_has_its_muxer_and_encoder(fmt: str, muxer: str, codec: str)
     assert value_of(argv, "-c:a") == codec
 
 
+def test_mp3_tags_are_id3v2_4() -> None:
+    assert value_of(argv_for(format="mp3"), "-id3v2_version") == "4"
+
+
 def test_mp4_keeps_the_video_and_encodes_it_as_h264() -> None:
     argv = argv_for(format="mp4")
 

@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from shared.errors import AppError, StorageError
+from shared.media.redact import REDACTED, redact
 from worker.ffmpeg import probe, run_transcode
-from worker.ffmpeg.redact import REDACTED, redact
 
 SIGNATURE = "5d1c0e7f9a8b6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d"
 CREDENTIAL = "AKIAEXAMPLE123%2F20261207%2Fus-east-1%2Fs3%2Faws4_request"

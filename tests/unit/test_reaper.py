@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from shared import jobs
-from shared.errors import QueueError
+from shared.errors import QueueError, StorageError
 from shared.models import Job, JobStatus, Upload, as_utc
 from shared.queue import Publisher, delivery_limit
 from shared.storage import Storage
@@ -223,3 +223,61 @@ def test_message_with_an_old_token_is_acked_without_running(
     assert outcome.action is Action.ACK
     after = read(engine, job.id)
     assert after.status == JobStatus.queued and after.attempts == 0
+
+
+def test_abandoned_multipart_uploads_are_aborted_with_or_without_a_row(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher
+) -> None:
+    # Given an expired multipart upload with a row, one without (orphaned), one recent
+    recorded = storage.create_multipart("uploads/o/rec/a.mp4", content_type="video/mp4")
+    orphan = storage.create_multipart("uploads/o/orphan/a.mp4", content_type="video/mp4")
+    recent = storage.create_multipart("uploads/o/recent/a.mp4", content_type="video/mp4")
+    for upload_id in (recorded, orphan):
+        storage.multipart[upload_id].initiated = ago(days=2)
+    with Session(engine) as session:
+        upload = add_upload(
+            session=session,
+            upload_id="rec",
+            owner_id="owner-1",
+            key="uploads/o/rec/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=3,
+            expires_at=ago(hours=1),
+        )
+        upload.multipart_id = recorded
+        session.add(upload)
+        session.commit()
+
+    # When the reaper runs
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    # Then both old ones are aborted, the recent one is left, and the row is gone
+    assert set(storage.multipart) == {recent}
+    assert counts["uploads_removed"] == 1
+    with Session(engine) as session:
+        assert session.get(Upload, "rec") is None
+
+
+def test_a_server_without_the_multipart_listing_leaves_the_other_steps_running(
+    engine: Engine, storage: FakeStorage, publisher: FakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(prefix: str) -> list[object]:
+        raise StorageError("Object storage refused a request.")
+
+    monkeypatch.setattr(storage, "multipart_uploads", refuse)
+    with Session(engine) as session:
+        add_upload(
+            session=session,
+            upload_id="idle",
+            owner_id="owner-1",
+            key="uploads/idle/a.mp4",
+            filename="a.mp4",
+            content_type="video/mp4",
+            size_bytes=3,
+            expires_at=ago(hours=2),
+        )
+
+    counts = make_reaper(engine, storage, publisher).run_once()
+
+    assert counts["multipart_aborted"] == 0 and counts["uploads_removed"] == 1

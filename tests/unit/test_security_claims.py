@@ -46,6 +46,14 @@ def test_the_only_routes_are_the_documented_ones(app: FastAPI) -> None:
     }
     assert routes == {
         ("/v1/uploads", "post"),
+        # multipart uploads: part URLs, parts, completion and abort of the caller's own
+        ("/v1/uploads/{upload_id}/parts", "post"),
+        ("/v1/uploads/{upload_id}/parts", "get"),
+        ("/v1/uploads/{upload_id}/complete", "post"),
+        ("/v1/uploads/{upload_id}", "delete"),
+        # what the uploaded file holds, for its owner only
+        ("/v1/uploads/{upload_id}/probe", "get"),
+        ("/v1/uploads/{upload_id}/cover", "get"),
         ("/v1/jobs", "post"),
         ("/v1/jobs", "get"),
         ("/v1/jobs/{job_id}", "get"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.media.facts import AudioStream, ProbeResult
 from shared.options import JobOptions, Normalize, Trim
 from tests.unit.conftest import make_settings
 from worker import mp3frames, split
-from worker.ffmpeg.media import AudioStream, ProbeResult
 
 FRAME = 1152
 

@@ -275,7 +275,7 @@ def test_ensure_bucket_without_origins_leaves_cors_to_the_server(aws: S3Client) 
         aws.get_bucket_cors(Bucket=storage.bucket)
 
 
-def test_ensure_bucket_sets_the_output_lifecycle_rule_and_keeps_other_rules(
+def test_ensure_bucket_sets_our_lifecycle_rules_and_keeps_other_rules(
     aws: S3Client,
 ) -> None:
     # Given a bucket with an operator's own lifecycle rule
@@ -295,13 +295,17 @@ def test_ensure_bucket_sets_the_output_lifecycle_rule_and_keeps_other_rules(
     storage.ensure_bucket()
     storage.ensure_bucket()
 
-    # Then MP3s expire after the retention days, and the operator's rule stands
+    # Then MP3s expire after the retention days, unfinished multipart uploads of inputs
+    # are aborted, and the operator's rule stands
     rules = {
         r["ID"]: r for r in aws.get_bucket_lifecycle_configuration(Bucket=storage.bucket)["Rules"]
     }
-    assert set(rules) == {"their-logs", "v2m-output-retention"}
+    assert set(rules) == {"their-logs", "v2m-output-retention", "v2m-abort-incomplete-uploads"}
     ours = rules["v2m-output-retention"]
     assert ours["Filter"] == {"Prefix": "outputs/"} and ours["Expiration"] == {"Days": 3}
+    abort = rules["v2m-abort-incomplete-uploads"]
+    assert abort["Filter"] == {"Prefix": "uploads/"}
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
 def test_a_refused_bucket_set_up_is_a_storage_error(aws: S3Client) -> None:

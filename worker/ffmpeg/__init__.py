@@ -1,35 +1,18 @@
 """ffmpeg as a subprocess, one module per concern.
 
-- ``args``: the command lines (protocol and format whitelists) and the child's limits
-- ``media``: what a file holds (``ProbeResult``), from ffprobe's JSON
+- ``args``: the conversion's command line
 - ``progress``: ffmpeg's progress lines and the words that mark a cut-off input
-- ``errors``: an exit status and stderr mapped onto ``shared.errors``
-- ``redact``: presigned URLs' secrets cut from their output before it is logged
 - ``formats``: encoder and muxer arguments, one table row per output format
 - ``outputs``: trim, fades, loudness, tags, cover and chapters on the command line
 - ``loudness``: EBU R128 measurement (ebur128)
 - ``run``: running ffmpeg (progress, limits, timeout) and ffprobe
+
+What a file holds (``ProbeResult``), ffprobe's run, the whitelists and the child's limits,
+errors mapped onto ``shared.errors`` and URL secrets redacted live in ``shared.media``:
+the API probes uploads with the same code.
 """
 
-from worker.ffmpeg.args import (
-    FORMAT_WHITELIST,
-    PRLIMIT,
-    Cut,
-    can_stream_copy,
-    probe_argv,
-    protocol_whitelist,
-    resource_limits,
-    sandboxed,
-    transcode_argv,
-)
-from worker.ffmpeg.errors import (
-    CopyNotPossible,
-    classify_failure,
-    resource_limit,
-    timed_out,
-    too_long,
-)
-from worker.ffmpeg.media import (
+from shared.media.facts import (
     AudioStream,
     Chapter,
     Loudness,
@@ -37,6 +20,22 @@ from worker.ffmpeg.media import (
     VideoStream,
     parse_probe,
 )
+from shared.media.failures import (
+    CopyNotPossible,
+    classify_failure,
+    resource_limit,
+    timed_out,
+    too_long,
+)
+from shared.media.probe import probe_argv
+from shared.media.sandbox import (
+    FORMAT_WHITELIST,
+    PRLIMIT,
+    protocol_whitelist,
+    resource_limits,
+    sandboxed,
+)
+from worker.ffmpeg.args import Cut, can_stream_copy, transcode_argv
 from worker.ffmpeg.progress import looks_truncated, parse_progress_line, progress_percent
 from worker.ffmpeg.run import Transcoded, oom_kills, probe, run_transcode
 

@@ -1,4 +1,5 @@
-"""ffmpeg's and ffprobe's command lines, and the limits the child process runs under.
+"""ffmpeg's command line for a conversion (ffprobe's, the whitelists and the child's
+limits are in ``shared.media``, which the API uses too).
 
 ffmpeg reads the input straight from storage over HTTP (range requests let it seek, so a
 moov-at-end MP4 works) and writes the output to a seekable local file so a muxer can go
@@ -8,94 +9,14 @@ URL needs and a list of real audio/video demuxers are allowed.
 
 from __future__ import annotations
 
-import resource
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.errors import MediaError
+from shared.media.facts import Loudness, ProbeResult
+from shared.media.sandbox import FORMAT_WHITELIST, protocol_whitelist
 from shared.options import JobOptions
 from worker.ffmpeg import outputs
 from worker.ffmpeg.formats import encoding
-from worker.ffmpeg.media import Loudness, ProbeResult
-
-# Demuxers we accept. Anything else (playlists such as hls/concat, image sequences,
-# raw devices, "tty" text art...) is refused before a byte is decoded.
-ALLOWED_DEMUXERS = (
-    "mov,mp4,m4a,3gp,3g2,mj2",
-    "matroska,webm",
-    "avi",
-    "mpegts",
-    "flv",
-    "mp3",
-    "wav",
-    "ogg",
-    "aac",
-    "flac",
-    "asf",
-    "mpeg",
-    "mpegvideo",
-    "m4v",
-    "h264",
-    "hevc",
-    "ac3",
-    "eac3",
-    "aiff",
-    "amr",
-    "caf",
-    "dts",
-    "dv",
-    "mxf",
-    "nut",
-    "rm",
-    "w64",
-    "wv",
-    "ape",
-    "mpc",
-    "mpc8",
-    "tta",
-    "gxf",
-    "truehd",
-    "mlp",
-    "au",
-    "voc",
-    "avs",
-    "bink",
-    "smk",
-    "swf",
-    "opus",
-    "loas",
-    "latm",
-    "xwma",
-    "mp2",
-    "mpa",
-)
-FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
-
-
-def protocol_whitelist(url: str) -> str:
-    scheme = urlsplit(url).scheme or "file"
-    if scheme == "https":
-        return "https,tls,tcp"
-    if scheme == "http":
-        return "http,tcp"
-    if scheme == "file":
-        return "file"
-    raise MediaError(f"Unsupported input location scheme {scheme!r}.")
-
-
-def probe_argv(ffprobe: str, url: str, *, restrict_formats: bool = True) -> list[str]:
-    argv = [ffprobe, "-v", "error", "-protocol_whitelist", protocol_whitelist(url)]
-    if restrict_formats:
-        argv += ["-format_whitelist", FORMAT_WHITELIST]
-    return argv + [
-        "-show_entries",
-        "format=format_name,duration,bit_rate,start_time:stream=index,codec_type,codec_name,channels,sample_rate,bit_rate,duration,start_time:stream_disposition=attached_pic:chapter=start_time,end_time:chapter_tags=title",
-        "-of",
-        "json",
-        url,
-    ]
 
 
 def can_stream_copy(probe: ProbeResult, options: JobOptions) -> bool:
@@ -175,7 +96,7 @@ def transcode_argv(
         "-i",
         input_url,
     ]
-    cover = outputs.cover_source(options, probe)
+    cover = None if row.cover_after else outputs.cover_source(options, probe)
     if cover == "1:V:0" and probe is not None:
         at = outputs.cover_time(options, probe)
         argv += [*input_args(input_url), "-ss", f"{at:.3f}", "-i", input_url]
@@ -223,38 +144,3 @@ def transcode_argv(
     if max_output_bytes:
         argv += ["-fs", str(max_output_bytes)]
     return [*argv, output_path]
-
-
-PRLIMIT = shutil.which("prlimit")  # util-linux: in every Debian image, ours included
-
-
-def sandboxed(
-    argv: list[str], *, cpu_seconds: int, memory_mb: int
-) -> tuple[list[str], Callable[[], None] | None]:
-    """(argv, preexec_fn) that run ``argv`` under CPU, address-space and core limits.
-
-    With util-linux's ``prlimit`` the limits are set by a tiny program that then execs
-    ffmpeg in place (same pid, limits from its first instruction), so the worker can
-    spawn without Python code between fork and exec, and Python uses vfork instead of
-    copying the worker's page tables and running ``preexec_fn`` in the child.
-    Without ``prlimit`` the limits are set in the child by ``preexec_fn``.
-    """
-    if PRLIMIT is None:
-        return argv, resource_limits(cpu_seconds=cpu_seconds, memory_mb=memory_mb)
-    limits = [PRLIMIT, f"--cpu={cpu_seconds}:{cpu_seconds + 5}", "--core=0"]
-    if memory_mb > 0:
-        limits.append(f"--as={memory_mb * 1024 * 1024}")
-    return [*limits, "--", *argv], None
-
-
-def resource_limits(*, cpu_seconds: int, memory_mb: int) -> Callable[[], None]:
-    """A preexec_fn that caps ffmpeg's CPU time and address space, and forbids core dumps."""
-
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        if memory_mb > 0:
-            limit = memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply

@@ -25,6 +25,9 @@ class Encoding:
     max_channels: int | None = None  # more channels than this are downmixed to it
     # The muxer drops chapters: they are written as Vorbis comments (CHAPTER001=...).
     vorbis_chapters: bool = False
+    # The muxer takes no picture stream: the cover is written into the file afterwards
+    # (worker.opus_cover).
+    cover_after: bool = False
 
 
 def _mp3(options: JobOptions) -> list[str]:
@@ -50,12 +53,17 @@ def _codec(codec: str, *extra: str) -> Callable[[JobOptions], list[str]]:
 
 ENCODINGS: dict[str, Encoding] = {
     # The Xing/LAME header needs a seekable output: the worker writes to a local file.
-    "mp3": Encoding("mp3", frozenset({"mp3"}), _mp3, ("-id3v2_version", "3", "-write_xing", "1")),
+    "mp3": Encoding("mp3", frozenset({"mp3"}), _mp3, ("-id3v2_version", "4", "-write_xing", "1")),
     "m4a": Encoding("ipod", frozenset({"aac"}), _bitrate("aac", 192), ("-movflags", "+faststart")),
     # libopus refuses some surround layouts (5.1 with side channels): surround is
     # downmixed to stereo, as for MP3.
     "opus": Encoding(
-        "opus", frozenset({"opus"}), _bitrate("libopus", 128), rate=48000, max_channels=2
+        "opus",
+        frozenset({"opus"}),
+        _bitrate("libopus", 128),
+        rate=48000,
+        max_channels=2,
+        cover_after=True,
     ),
     "flac": Encoding("flac", frozenset({"flac"}), _codec("flac"), vorbis_chapters=True),
     "wav": Encoding("wav", frozenset({"pcm_s16le"}), _codec("pcm_s16le")),

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import TransientTranscodeError
+from shared.media.facts import Loudness
+from shared.media.failures import classify_failure
+from shared.media.sandbox import sandboxed
 from worker import metrics
-from worker.ffmpeg.args import input_args, sandboxed
-from worker.ffmpeg.errors import classify_failure
-from worker.ffmpeg.media import Loudness
+from worker.ffmpeg.args import input_args
 
 TAIL_BYTES = 4096  # the last frame's metadata lines, with room to spare
 BLOCK_FRAMES = 4  # ebur128 writes a frame every 100 ms; a block spans four

@@ -7,10 +7,9 @@ what ffprobe said about the input (``ProbeResult``); none runs anything.
 
 from __future__ import annotations
 
+from shared.media.facts import TAG_KEYS, Chapter, Loudness, ProbeResult
 from shared.options import JobOptions, format_info
-from worker.ffmpeg.media import Chapter, Loudness, ProbeResult
 
-TAG_KEYS = ("title", "artist", "album", "album_artist", "date", "track", "genre", "comment")
 COVER_MAX_PX = 600
 PEAK_MARGIN_DB = 0.5
 LOUDNORM_MAX_LRA = 20  # the largest loudness range ffmpeg's loudnorm accepts as a target

@@ -2,7 +2,7 @@
 words on stderr that mark a cut-off input.
 
 Facts about the input (format, duration, streams) come from ffprobe's JSON
-(``worker.ffmpeg.media``), never from ffmpeg's free-text log: a file's metadata is
+(``shared.media.facts``), never from ffmpeg's free-text log: a file's metadata is
 printed there verbatim and could pass for ffmpeg's own lines.
 """
 

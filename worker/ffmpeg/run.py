@@ -7,7 +7,6 @@ only warnings and errors on stderr and its progress on stdout.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -16,13 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import AppError, MediaError, TransientTranscodeError
+from shared.errors import AppError
+from shared.media import probe as media_probe
+from shared.media.facts import ProbeResult
+from shared.media.failures import classify_failure, timed_out, too_long
+from shared.media.redact import redact
 from worker import metrics
-from worker.ffmpeg.args import probe_argv, sandboxed
-from worker.ffmpeg.errors import classify_failure, timed_out, too_long
-from worker.ffmpeg.media import ProbeResult, parse_probe
 from worker.ffmpeg.progress import parse_progress_line, progress_percent
-from worker.ffmpeg.redact import redact
 
 STDERR_TAIL_LINES = 20
 # The kernel's count of OOM kills in this container's memory cgroup (v2, then v1).
@@ -54,35 +53,15 @@ def probe(
     restrict_formats: bool = True,
     memory_mb: int = 0,
 ) -> ProbeResult:
-    """Probe a media URL; MediaError when it is not media we accept.
-
-    ``memory_mb``: run ffprobe under the same CPU-time, address-space and core limits as
-    ffmpeg, for input nobody has checked yet.
-    """
-    argv = probe_argv(ffprobe, url, restrict_formats=restrict_formats)
-    preexec_fn = None
-    if memory_mb:
-        argv, preexec_fn = sandboxed(argv, cpu_seconds=int(timeout_s) + 5, memory_mb=memory_mb)
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, timeout=timeout_s, check=False, preexec_fn=preexec_fn
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TransientTranscodeError(
-            "Reading the input took too long.", code="probe_timeout"
-        ) from exc
-    stderr = redact(proc.stderr.decode("utf-8", "replace"))
-    metrics.record_exit("ffprobe", proc.returncode)
-    if proc.returncode != 0:
-        raise classify_failure(proc.returncode, stderr, stage="probe")
-    try:
-        data = json.loads(proc.stdout or b"{}")
-    except json.JSONDecodeError as exc:
-        raise MediaError("The file could not be read as audio or video.") from exc
-    result = parse_probe(data)
-    if not result.format_name:
-        raise MediaError("The file could not be read as audio or video.")
-    return result
+    """``shared.media.probe.probe`` with ffprobe's exit status counted in the worker's metrics."""
+    return media_probe.probe(
+        ffprobe,
+        url,
+        timeout_s=timeout_s,
+        restrict_formats=restrict_formats,
+        memory_mb=memory_mb,
+        on_exit=metrics.record_exit,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""What ffmpeg and ffprobe say about a media file: its format, duration and audio streams."""
+"""What ffmpeg and ffprobe say about a media file: its format, duration, streams, tags and
+chapters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+# The tags a job's options can set, read from the source so a client can offer them.
+TAG_KEYS = ("title", "artist", "album", "album_artist", "date", "track", "genre", "comment")
+TAG_MAX_CHARS = 1024  # a tag longer than this is cut: it prefills a form field
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class ProbeResult:
     video: list[VideoStream] = field(default_factory=list)
     chapters: list[Chapter] = field(default_factory=list)
     start_s: float | None = None  # the container's first timestamp (may be negative)
+    tags: dict[str, str] = field(default_factory=dict)  # TAG_KEYS only, lower-case keys
 
     @property
     def cover(self) -> VideoStream | None:
@@ -77,6 +83,19 @@ def _signed(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _tags(fmt: dict[str, Any], streams: list[dict[str, Any]]) -> dict[str, str]:
+    """The container's tags, then the first audio stream's (Ogg keeps its Vorbis comments
+    on the stream); keys matched without case (Vorbis comments are often upper-case)."""
+    found: dict[str, str] = {}
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), {})
+    for tags in (fmt.get("tags") or {}, audio.get("tags") or {}):
+        for key, value in tags.items():
+            name = str(key).lower()
+            if name in TAG_KEYS and name not in found and str(value).strip():
+                found[name] = str(value).replace("\x00", "").strip()[:TAG_MAX_CHARS]
+    return found
 
 
 def parse_probe(data: dict[str, Any]) -> ProbeResult:
@@ -122,4 +141,5 @@ def parse_probe(data: dict[str, Any]) -> ProbeResult:
             )
             for c in data.get("chapters") or []
         ],
+        tags=_tags(fmt, list(data.get("streams") or [])),
     )

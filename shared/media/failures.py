@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 
 from shared.errors import AppError, MediaError, StorageError, TransientTranscodeError
-from worker.ffmpeg.redact import redact
+from shared.media.redact import redact
 
 
 class CopyNotPossible(MediaError):
