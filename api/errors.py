@@ -20,7 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import AppError, AuthError, RateLimitError
-from shared.models import ErrorResponse
+from shared.schemas import ErrorResponse
 
 log = structlog.get_logger("api")
 

@@ -15,7 +15,7 @@ from bench.media import Input
 from bench.results import Config as BenchConfig
 from bench.results import Figure, Results
 from bench.stack import Services, sampling
-from shared.models import JobOptions
+from shared.options import JobOptions
 from tests.integration.conftest import S3_CLIENT_CONFIG, S3_KEY, S3_SECRET
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from bench.media import Input
-from shared.models import JobOptions
+from shared.options import JobOptions
 from worker import ffmpeg
 
 

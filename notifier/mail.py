@@ -18,7 +18,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.models import JobPublic, JobStatus
+from shared.models import JobStatus
+from shared.schemas import JobPublic
 
 
 def job_link(public_url: str, job_id: str) -> str:

@@ -20,7 +20,8 @@ from notifier import mail, metrics, webhook
 from shared import deliveries, notify_settings
 from shared.config import Settings
 from shared.errors import AppError
-from shared.models import Delivery, Job, JobPublic, User, as_utc, utcnow
+from shared.models import Delivery, Job, User, as_utc, utcnow
+from shared.schemas import JobPublic
 from shared.webhook_targets import check_webhook_url
 
 log = structlog.get_logger("notifier")

@@ -16,7 +16,8 @@ from datetime import datetime
 import httpx
 from standardwebhooks import Webhook
 
-from shared.models import JobPublic, as_utc, utcnow
+from shared.models import as_utc, utcnow
+from shared.schemas import JobPublic
 
 USER_AGENT = "video2mp3-webhooks/1"
 

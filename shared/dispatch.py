@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from shared import jobs
+from shared import job_recovery, job_transitions
 from shared.models import JobStatus
 from shared.queue import JobMessage, Publisher
 
@@ -27,7 +27,7 @@ def dispatch(*, session: Session, publisher: Publisher, job_id: str, token: str)
     QueueError when the broker refuses or cannot be reached; the job is then left
     unpublished."""
     publisher.publish(JobMessage(job_id=job_id, token=token))
-    jobs.mark_published(session=session, job_id=job_id, token=token)
+    job_transitions.mark_published(session=session, job_id=job_id, token=token)
 
 
 def redispatch(
@@ -45,7 +45,7 @@ def redispatch(
     worker got there first, or it moved on). A failed publish raises QueueError and leaves
     the job queued and unpublished, for the reaper's next pass.
     """
-    token = jobs.redispatch(
+    token = job_recovery.redispatch(
         session=session,
         job_id=job_id,
         expect_status=expect_status,
@@ -62,7 +62,7 @@ def republish(*, session: Session, publisher: Publisher, job_id: str, older_than
     """Send a queued job's message again if it was published before `older_than` and the
     job has not moved since; False when it moved (or another reaper took it). A failed
     publish raises QueueError and leaves the job unpublished, for the reaper's next pass."""
-    token = jobs.take_for_republish(session=session, job_id=job_id, older_than=older_than)
+    token = job_recovery.take_for_republish(session=session, job_id=job_id, older_than=older_than)
     if token is None:
         return False
     dispatch(session=session, publisher=publisher, job_id=job_id, token=token)

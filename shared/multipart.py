@@ -22,7 +22,7 @@ from sqlmodel import Session
 from shared import uploads
 from shared.config import MiB, Settings
 from shared.errors import AppError, ConflictError, GoneError, InvalidRequestError
-from shared.models import Upload, UploadCreate, User, as_utc, utcnow
+from shared.models import Upload, User, as_utc, utcnow
 from shared.multipart_schemas import (
     MAX_PARTS,
     CompletedPart,
@@ -31,6 +31,7 @@ from shared.multipart_schemas import (
     StoredPart,
 )
 from shared.retention import INPUT_PREFIX
+from shared.schemas import UploadCreate
 from shared.storage import Storage
 
 log = structlog.get_logger("multipart")

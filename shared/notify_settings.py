@@ -15,8 +15,9 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
+from shared.account_schemas import AccountUpdate
 from shared.config import Settings
-from shared.models import AccountUpdate, Job, NotifySettings, as_utc, utcnow
+from shared.models import Job, NotifySettings, as_utc, utcnow
 from shared.webhook_targets import check_webhook_url
 
 

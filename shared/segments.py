@@ -2,7 +2,7 @@
 
 A split job stays ``processing`` while its segments run; each segment row is claimed,
 renewed and finished under the job's dispatch token, like the job itself
-(shared/jobs.py). Finishing a segment and counting it on the job happen in one
+(shared/job_transitions.py). Finishing a segment and counting it on the job happen in one
 transaction, and the count comes back from the same UPDATE (… RETURNING): on SQLite and
 PostgreSQL alike exactly one worker sees the last one done, and that worker joins.
 A job re-dispatched under a new token is split again from scratch; messages and rows of

@@ -23,17 +23,10 @@ from shared.config import Settings
 from shared.db import write_transaction
 from shared.dispatch import dispatch
 from shared.errors import ConflictError, QueueError, TooLargeError, UnsupportedTypeError
-from shared.models import (
-    Job,
-    JobCreate,
-    Upload,
-    UploadCreate,
-    User,
-    new_id,
-    utcnow,
-)
+from shared.models import Job, Upload, User, new_id, utcnow
 from shared.multipart_schemas import MultipartPlan
 from shared.queue import Publisher
+from shared.schemas import JobCreate, UploadCreate
 from shared.storage import Storage, sanitize_filename
 from shared.webhook_targets import check_webhook_url
 

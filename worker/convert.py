@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session
 
-from shared import jobs
+from shared import job_transitions
 from shared.config import Settings
 from shared.errors import MediaError
 from shared.options import JobOptions, format_info
@@ -253,7 +253,9 @@ def transcode(
 
     def report(percent: int) -> None:
         with Session(ctx.engine) as session:
-            jobs.set_progress(session=session, job_id=job_id, progress=percent, token=token)
+            job_transitions.set_progress(
+                session=session, job_id=job_id, progress=percent, token=token
+            )
 
     argv, preexec_fn = ffmpeg.sandboxed(
         argv,

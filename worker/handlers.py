@@ -3,7 +3,7 @@ the message.
 
 The job row, not the message, carries the job: a message names a job and the dispatch
 token it was sent with, and only the holder of the row's current token may claim it and
-write to it (``shared.jobs``). A claimed job's lease is renewed while it runs, so the
+write to it (``shared.job_transitions``). A claimed job's lease is renewed while it runs, so the
 reaper can tell a dead worker's job from a live one.
 """
 
@@ -20,10 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from shared import jobs
+from shared import job_recovery, job_transitions
 from shared.errors import AppError, TransientTranscodeError
-from shared.models import TERMINAL_STATUSES, Job, JobOptions, utcnow
-from shared.options import format_info
+from shared.models import TERMINAL_STATUSES, Job, utcnow
+from shared.options import JobOptions, format_info
 from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.retention import output_expires_at
 from worker import ffmpeg, metrics, split, timing
@@ -119,7 +119,7 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
     limit = delivery_limit(ctx.settings)
     job = None
     if message.token is not None:
-        job = jobs.start_attempt(
+        job = job_transitions.start_attempt(
             session=session,
             job_id=message.job_id,
             token=message.token,
@@ -139,7 +139,7 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
             # An older copy of a job that has since been re-dispatched with a new token.
             log.info("stale_message_ignored", status=existing.status)
             return Outcome(Action.ACK)
-        if jobs.fail_crashed(
+        if job_recovery.fail_crashed(
             session=session, job_id=existing.id, older_than=lease_cutoff, max_runs=limit
         ):
             # Started `limit` times, and every run died with its worker: stop here.
@@ -151,7 +151,7 @@ def _claim_once(session: Session, message: JobMessage, ctx: JobContext) -> Job |
                 return None  # that run may have died with this copy's worker: wait and see
             log.info("duplicate_copy_ignored")  # a second copy; the first one runs the job
             return Outcome(Action.ACK)
-        job = jobs.start_attempt(
+        job = job_transitions.start_attempt(
             session=session,
             job_id=message.job_id,
             token=existing.dispatch_token,
@@ -193,7 +193,7 @@ def run_job(job: Job, ctx: JobContext) -> Outcome:
         return handle_failure(wrapped, job.id, job.attempts, ctx, started, token=token)
 
     with Session(ctx.engine) as session:
-        owned = jobs.complete(
+        owned = job_transitions.complete(
             session=session,
             job_id=job.id,
             output_key=result.key,
@@ -251,7 +251,7 @@ def handle_failure(
     elapsed = round(time.monotonic() - started, 3)
     with Session(ctx.engine) as session:
         if not exc.retryable:
-            if jobs.fail(
+            if job_transitions.fail(
                 session=session, job_id=job_id, code=exc.code, message=exc.message, token=token
             ):
                 publish_outcome(ctx, job_id, token, "job.failed")
@@ -259,7 +259,7 @@ def handle_failure(
             log.info("job_failed", code=exc.code, duration_s=elapsed, detail=exc.detail)
             return Outcome(Action.ACK)
         if attempt < ctx.settings.max_attempts:
-            jobs.requeue_for_retry(
+            job_transitions.requeue_for_retry(
                 session=session, job_id=job_id, code=exc.code, message=exc.message, token=token
             )
             ceiling = backoff_ms(ctx.settings, attempt)
@@ -268,7 +268,7 @@ def handle_failure(
             metrics.RETRIES.labels(exc.code).inc()
             log.info("job_retry_scheduled", code=exc.code, delay_ms=delay, detail=exc.detail)
             return Outcome(Action.RETRY, retry_attempt=attempt, delay_ms=delay)
-        if jobs.fail(
+        if job_transitions.fail(
             session=session,
             job_id=job_id,
             code="retries_exhausted",
@@ -291,6 +291,6 @@ def lease(ctx: JobContext, job_id: str, token: str | None) -> AbstractContextMan
     """Renew the job's lease every heartbeat interval while the block runs."""
 
     def beat(session: Session) -> None:
-        jobs.heartbeat(session=session, job_id=job_id, token=token)
+        job_transitions.heartbeat(session=session, job_id=job_id, token=token)
 
     return renewing(ctx, f"lease-{job_id[:8]}", beat)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from shared import dispatch, jobs, multipart, uploads
+from shared import dispatch, job_recovery, multipart, uploads
 from shared.config import Settings
 from shared.errors import AppError
 from shared.models import JobStatus, utcnow
@@ -75,10 +75,10 @@ class Reaper:
         with Session(self.engine) as session:
             lease_cutoff = now - timedelta(seconds=self.settings.job_lease_s)
             split_cutoff = now - timedelta(seconds=self.settings.unclaimed_after_s)
-            for job_id in jobs.stale_processing(
+            for job_id in job_recovery.stale_processing(
                 session=session, older_than=lease_cutoff, split_older_than=split_cutoff
             ):
-                if jobs.fail_crashed(
+                if job_recovery.fail_crashed(
                     session=session,
                     job_id=job_id,
                     older_than=lease_cutoff,
@@ -96,7 +96,7 @@ class Reaper:
                     counts["stale"] += 1
                     log.warning("stale_job_requeued", job_id=job_id)
             publish_cutoff = now - timedelta(seconds=self.settings.unpublished_after_s)
-            for job_id in jobs.unpublished(session=session, older_than=publish_cutoff):
+            for job_id in job_recovery.unpublished(session=session, older_than=publish_cutoff):
                 if dispatch.redispatch(
                     session=session,
                     publisher=self.publisher,
@@ -107,7 +107,7 @@ class Reaper:
                     counts["unpublished"] += 1
                     log.warning("unpublished_job_published", job_id=job_id)
             unclaimed_cutoff = now - timedelta(seconds=self.settings.unclaimed_after_s)
-            for job_id in jobs.unclaimed(session=session, older_than=unclaimed_cutoff):
+            for job_id in job_recovery.unclaimed(session=session, older_than=unclaimed_cutoff):
                 if dispatch.republish(
                     session=session,
                     publisher=self.publisher,

@@ -23,10 +23,10 @@ from pathlib import Path
 import structlog
 from sqlmodel import Session
 
-from shared import jobs, segments
+from shared import job_transitions, segments
 from shared.errors import AppError, MediaError, TransientTranscodeError
-from shared.models import TERMINAL_STATUSES, Job, JobOptions, utcnow
-from shared.options import format_info
+from shared.models import TERMINAL_STATUSES, Job, utcnow
+from shared.options import JobOptions, format_info
 from shared.queue import JobMessage, backoff_ms
 from shared.retention import output_expires_at
 from worker import ffmpeg, metrics, mp3info, split
@@ -242,7 +242,7 @@ def segment_failed(
         code = "retries_exhausted"
         message = f"The conversion failed {attempt} times; the last error was: {exc.message}"
     with Session(ctx.engine) as session:
-        failed = jobs.fail(
+        failed = job_transitions.fail(
             session=session, job_id=job.id, code=code, message=message, token=row.token
         )
     metrics.SEGMENTS_FINISHED.labels("failed").inc()
@@ -285,7 +285,7 @@ def join_job(job: Job, ctx: JobContext) -> Outcome:
         if exc.retryable:  # the segment's message comes back, and its worker joins again
             return Outcome(Action.REQUEUE)
         with Session(ctx.engine) as session:
-            if jobs.fail(
+            if job_transitions.fail(
                 session=session, job_id=job.id, code=exc.code, message=exc.message, token=token
             ):
                 publish_outcome(ctx, job.id, token, "job.failed")
@@ -294,7 +294,7 @@ def join_job(job: Job, ctx: JobContext) -> Outcome:
         shutil.rmtree(workdir, ignore_errors=True)
     bitrate = facts.bit_rate
     with Session(ctx.engine) as session:
-        owned = jobs.complete(
+        owned = job_transitions.complete(
             session=session,
             job_id=job.id,
             output_key=key,

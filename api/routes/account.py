@@ -8,7 +8,8 @@ from api.auth import CurrentUser
 from api.deps import SessionDep, SettingsDep
 from api.errors import error_responses
 from shared import notify_settings
-from shared.models import AccountPublic, AccountUpdate, NotifySettings, User, WebhookSecret
+from shared.account_schemas import AccountPublic, AccountUpdate, WebhookSecret
+from shared.models import NotifySettings, User
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
 

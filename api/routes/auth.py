@@ -8,9 +8,10 @@ from api.auth import CurrentUser
 from api.deps import PasswordHashingDep, SessionDep, SettingsDep
 from api.errors import error_responses
 from shared import logins, users
+from shared.account_schemas import LoginRequest, RefreshRequest, TokenPair, UserPublic
 from shared.config import Settings
 from shared.errors import AuthError, BusyError
-from shared.models import LoginRequest, RefreshRequest, TokenPair, User, UserPublic
+from shared.models import User
 from shared.security import make_token, read_token
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])

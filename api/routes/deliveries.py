@@ -8,7 +8,7 @@ from api.auth import CurrentUser
 from api.deps import SessionDep
 from api.errors import error_responses
 from shared import deliveries, jobs
-from shared.models import DeliveriesPublic, DeliveryPublic
+from shared.account_schemas import DeliveriesPublic, DeliveryPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["deliveries"])
 

@@ -29,16 +29,9 @@ from shared.errors import (
     QueueError,
     RateLimitError,
 )
-from shared.models import (
-    TERMINAL_STATUSES,
-    JobCreate,
-    JobPublic,
-    JobsPublic,
-    JobStatus,
-    output_expired,
-    utcnow,
-)
+from shared.models import TERMINAL_STATUSES, JobStatus, output_expired, utcnow
 from shared.options import format_info
+from shared.schemas import JobCreate, JobPublic, JobsPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = structlog.get_logger("api.jobs")

@@ -13,7 +13,7 @@ from api.deps import SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
 from api.metrics import UPLOADS_PRESIGNED
 from shared import services, upload_probe, uploads
-from shared.models import UploadCreate, UploadPublic
+from shared.schemas import UploadCreate, UploadPublic
 from shared.upload_probe import UploadProbePublic
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import MediaError
-from shared.models import JobOptions
+from shared.options import JobOptions
 from tests.integration import media
 from tests.unit.conftest import make_settings
 from worker import ffmpeg

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs, segments
+from shared import job_transitions, segments
 from shared.db import make_engine, migrate
 from shared.models import User
 from tests.unit.conftest import make_settings
@@ -39,7 +39,7 @@ def processing_job(engine: Engine) -> tuple[str, str]:
         session.add(User(id="owner-1", email="owner@example.com"))
         session.commit()
         job_id = new_job(session)
-        started = jobs.start_attempt(session=session, job_id=job_id)
+        started = job_transitions.start_attempt(session=session, job_id=job_id)
         assert started is not None
         return job_id, started.dispatch_token
 

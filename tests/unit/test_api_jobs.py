@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs, users
+from shared import job_transitions, users
 from shared.models import Job, JobStatus, Upload
 from tests.fakes import FakePublisher, FakeStorage
 from tests.unit.conftest import make_settings
@@ -441,8 +441,8 @@ def test_failed_job_shows_error_and_no_output(
 ) -> None:
     job_id = post_job(client, uploaded()).json()["id"]
     with Session(engine) as session:
-        jobs.start_attempt(session=session, job_id=job_id)
-        jobs.fail(
+        job_transitions.start_attempt(session=session, job_id=job_id)
+        job_transitions.fail(
             session=session,
             job_id=job_id,
             code="no_audio_stream",
@@ -621,8 +621,8 @@ def finish(
     if storage is not None:
         storage.put(key, b"\xff\xfb" * 1500, "audio/mpeg")
     with Session(engine) as session:
-        assert jobs.start_attempt(session=session, job_id=job_id) is not None
-        assert jobs.complete(
+        assert job_transitions.start_attempt(session=session, job_id=job_id) is not None
+        assert job_transitions.complete(
             session=session,
             job_id=job_id,
             output_key=key,
@@ -643,7 +643,7 @@ def test_download_before_completion_is_409_not_ready(
 
     queued = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False)
     with Session(engine) as session:
-        jobs.start_attempt(session=session, job_id=job_id)
+        job_transitions.start_attempt(session=session, job_id=job_id)
     processing = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False)
 
     for response in (queued, processing):
@@ -656,8 +656,10 @@ def test_download_of_failed_job_is_409_not_ready(
 ) -> None:
     job_id = post_job(client, uploaded()).json()["id"]
     with Session(engine) as session:
-        jobs.start_attempt(session=session, job_id=job_id)
-        jobs.fail(session=session, job_id=job_id, code="unsupported_media", message="Bad file.")
+        job_transitions.start_attempt(session=session, job_id=job_id)
+        job_transitions.fail(
+            session=session, job_id=job_id, code="unsupported_media", message="Bad file."
+        )
 
     response = client.get(f"/v1/jobs/{job_id}/download", follow_redirects=False)
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from shared.config import MiB, Settings
-from shared.models import UploadCreate
 from shared.multipart import plan_for
+from shared.schemas import UploadCreate
 from tests.fakes import FakeStorage
 from tests.unit.conftest import make_settings
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shared.errors import MediaError, StorageError, TransientTranscodeError
-from shared.models import JobOptions
+from shared.options import JobOptions
 from worker.ffmpeg import (
     FORMAT_WHITELIST,
     AudioStream,

@@ -18,11 +18,12 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, create_engine
 from structlog.testing import capture_logs
 
-from shared import jobs
+from shared import job_transitions, jobs
 from shared.config import Settings
 from shared.db import create_tables
 from shared.errors import MediaError, StorageError, TransientTranscodeError
-from shared.models import Job, JobOptions, JobStatus
+from shared.models import Job, JobStatus
+from shared.options import JobOptions
 from shared.queue import JobMessage, backoff_ms, delivery_limit
 from shared.storage import Storage
 from tests.fakes import FakeStorage
@@ -222,7 +223,9 @@ def start_elsewhere(engine: Engine, job_id: str) -> str:
     """Another worker claims the job (as its first delivery would); its token."""
     token = load(engine, job_id).dispatch_token
     with Session(engine) as session:
-        assert jobs.start_attempt(session=session, job_id=job_id, token=token) is not None
+        assert (
+            job_transitions.start_attempt(session=session, job_id=job_id, token=token) is not None
+        )
     return token
 
 
@@ -259,7 +262,7 @@ def test_redelivered_message_of_a_running_job_waits_for_that_run_instead_of_star
     def first_run_finishes() -> None:
         time.sleep(0.3)
         with Session(engine) as session:
-            jobs.complete(
+            job_transitions.complete(
                 session=session,
                 job_id=job_id,
                 output_key="outputs/x.mp3",
@@ -592,7 +595,7 @@ def test_a_failed_lease_renewal_is_logged_with_the_jobs_ids(
     def unreachable(**_kw: Any) -> bool:
         raise OperationalError("UPDATE job", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(jobs, "heartbeat", unreachable)
+    monkeypatch.setattr(job_transitions, "heartbeat", unreachable)
     with (
         capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
         structlog.contextvars.bound_contextvars(job_id="job-1"),
@@ -675,7 +678,7 @@ def leftovers(settings: Settings) -> list[str]:
 
 def start(engine: Engine, job_id: str) -> None:
     with Session(engine) as session:
-        assert jobs.start_attempt(session=session, job_id=job_id) is not None
+        assert job_transitions.start_attempt(session=session, job_id=job_id) is not None
 
 
 def test_convert_uploads_the_mp3_and_removes_its_temp_dir(

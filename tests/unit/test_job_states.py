@@ -1,4 +1,4 @@
-"""shared.jobs transitions: a late or duplicate worker never moves a finished job."""
+"""shared.job_transitions: a late or duplicate worker never moves a finished job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs, listing, uploads
+from shared import job_transitions, jobs, listing, uploads
 from shared.errors import ConflictError, NotFoundError
 from shared.models import Job, JobStatus
 from tests.unit.conftest import add_upload
@@ -47,7 +47,7 @@ def read(engine: Engine, job_id: str) -> Job:
 
 
 def complete(session: Session, job_id: str) -> bool:
-    return jobs.complete(
+    return job_transitions.complete(
         session=session,
         job_id=job_id,
         output_key=f"outputs/{job_id}.mp3",
@@ -59,20 +59,24 @@ def complete(session: Session, job_id: str) -> bool:
 
 def finished(session: Session, how: str) -> str:
     job_id = new_job(session, upload_id=f"u-{how}")
-    jobs.start_attempt(session=session, job_id=job_id)
+    job_transitions.start_attempt(session=session, job_id=job_id)
     if how == "completed":
         assert complete(session, job_id)
     else:
-        assert jobs.fail(session=session, job_id=job_id, code="unsupported_media", message="Bad.")
+        assert job_transitions.fail(
+            session=session, job_id=job_id, code="unsupported_media", message="Bad."
+        )
     return job_id
 
 
 def test_start_attempt_marks_processing_and_counts(session: Session, engine: Engine) -> None:
     job_id = new_job(session)
 
-    first = jobs.start_attempt(session=session, job_id=job_id)
-    jobs.requeue_for_retry(session=session, job_id=job_id, code="storage_unavailable", message="x")
-    second = jobs.start_attempt(session=session, job_id=job_id)
+    first = job_transitions.start_attempt(session=session, job_id=job_id)
+    job_transitions.requeue_for_retry(
+        session=session, job_id=job_id, code="storage_unavailable", message="x"
+    )
+    second = job_transitions.start_attempt(session=session, job_id=job_id)
 
     assert first is not None and second is not None
     job = read(engine, job_id)
@@ -89,7 +93,7 @@ def test_start_attempt_returns_none_for_a_finished_job(
     job_id = finished(session, how)
     before = read(engine, job_id)
 
-    assert jobs.start_attempt(session=session, job_id=job_id) is None
+    assert job_transitions.start_attempt(session=session, job_id=job_id) is None
 
     after = read(engine, job_id)
     assert (after.status, after.attempts, after.progress) == (
@@ -100,7 +104,7 @@ def test_start_attempt_returns_none_for_a_finished_job(
 
 
 def test_start_attempt_of_unknown_job_is_none(session: Session) -> None:
-    assert jobs.start_attempt(session=session, job_id="nope") is None
+    assert job_transitions.start_attempt(session=session, job_id="nope") is None
 
 
 @pytest.mark.parametrize("how", ["completed", "failed"])
@@ -108,7 +112,7 @@ def test_complete_never_moves_a_finished_job(session: Session, engine: Engine, h
     job_id = finished(session, how)
     before = read(engine, job_id)
 
-    moved = jobs.complete(
+    moved = job_transitions.complete(
         session=session,
         job_id=job_id,
         output_key="outputs/other.mp3",
@@ -131,7 +135,9 @@ def test_fail_never_moves_a_finished_job(session: Session, engine: Engine, how: 
     job_id = finished(session, how)
     before = read(engine, job_id)
 
-    moved = jobs.fail(session=session, job_id=job_id, code="retries_exhausted", message="Late.")
+    moved = job_transitions.fail(
+        session=session, job_id=job_id, code="retries_exhausted", message="Late."
+    )
 
     assert moved is False
     after = read(engine, job_id)
@@ -140,10 +146,12 @@ def test_fail_never_moves_a_finished_job(session: Session, engine: Engine, how: 
 
 def test_complete_and_fail_move_an_active_job(session: Session, engine: Engine) -> None:
     done, broken = new_job(session, "u-a"), new_job(session, "u-b")
-    jobs.start_attempt(session=session, job_id=done)
+    job_transitions.start_attempt(session=session, job_id=done)
 
     assert complete(session, done) is True
-    assert jobs.fail(session=session, job_id=broken, code="unsupported_media", message="Bad.")
+    assert job_transitions.fail(
+        session=session, job_id=broken, code="unsupported_media", message="Bad."
+    )
     assert read(engine, done).status == JobStatus.completed
     assert read(engine, done).progress == 100
     assert read(engine, broken).status == JobStatus.failed
@@ -152,7 +160,7 @@ def test_complete_and_fail_move_an_active_job(session: Session, engine: Engine) 
 def test_fail_keeps_messages_within_the_column(session: Session, engine: Engine) -> None:
     job_id = new_job(session)
 
-    jobs.fail(session=session, job_id=job_id, code="x", message="m" * 5000)
+    job_transitions.fail(session=session, job_id=job_id, code="x", message="m" * 5000)
 
     message = read(engine, job_id).error_message
     assert message is not None and len(message) == 1024
@@ -165,9 +173,9 @@ def test_set_progress_is_clamped_to_0_99(
     session: Session, engine: Engine, given: int, stored: int
 ) -> None:
     job_id = new_job(session)
-    jobs.start_attempt(session=session, job_id=job_id)
+    job_transitions.start_attempt(session=session, job_id=job_id)
 
-    jobs.set_progress(session=session, job_id=job_id, progress=given)
+    job_transitions.set_progress(session=session, job_id=job_id, progress=given)
 
     assert read(engine, job_id).progress == stored
 
@@ -176,8 +184,8 @@ def test_set_progress_is_ignored_unless_processing(session: Session, engine: Eng
     queued = new_job(session, "u-q")
     done = finished(session, "completed")
 
-    jobs.set_progress(session=session, job_id=queued, progress=50)
-    jobs.set_progress(session=session, job_id=done, progress=50)
+    job_transitions.set_progress(session=session, job_id=queued, progress=50)
+    job_transitions.set_progress(session=session, job_id=done, progress=50)
 
     assert read(engine, queued).progress == 0
     assert read(engine, done).progress == 100
@@ -186,7 +194,7 @@ def test_set_progress_is_ignored_unless_processing(session: Session, engine: Eng
 def test_requeue_only_moves_a_processing_job(session: Session, engine: Engine) -> None:
     done = finished(session, "completed")
 
-    jobs.requeue_for_retry(session=session, job_id=done, code="x", message="Late retry.")
+    job_transitions.requeue_for_retry(session=session, job_id=done, code="x", message="Late retry.")
 
     assert read(engine, done).status == JobStatus.completed
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.errors import MediaError, TransientTranscodeError
-from shared.models import JobOptions
+from shared.options import JobOptions
 from tests.unit.conftest import make_settings
 from worker import ffmpeg
 from worker.convert import check_input_limits, check_output

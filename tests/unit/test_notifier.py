@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from standardwebhooks import Webhook
 
 from notifier import mail, webhook
-from shared.models import Job, JobPublic, JobStatus
+from shared.models import Job, JobStatus
 from shared.notify_settings import new_secret
+from shared.schemas import JobPublic
 
 
 def finished_job(status: JobStatus = JobStatus.completed) -> JobPublic:

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs
+from shared import job_transitions, jobs
 from shared.errors import QueueError, StorageError
 from shared.models import Job, JobStatus, Upload, as_utc
 from shared.queue import Publisher, delivery_limit
@@ -138,7 +138,9 @@ def test_job_that_kills_every_worker_ends_failed_with_worker_crashed(
         if current.status == JobStatus.failed:
             break
         with Session(engine) as session:
-            assert jobs.start_attempt(session=session, job_id=job.id, token=current.dispatch_token)
+            assert job_transitions.start_attempt(
+                session=session, job_id=job.id, token=current.dispatch_token
+            )
             session.execute(update(Job).where(Job.id == job.id).values(updated_at=ago(hours=2)))  # type: ignore[arg-type]
             session.commit()
         # When the reaper finds its lease lapsed

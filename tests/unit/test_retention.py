@@ -11,7 +11,7 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from shared import jobs, retention
+from shared import job_transitions, retention
 from shared.errors import GoneError, MediaError, StorageError
 from shared.models import Job
 from shared.storage import Storage
@@ -135,8 +135,8 @@ def test_sweep_removes_inputs_of_completed_and_permanently_failed_jobs_only(
     finish(engine, completed["id"], storage)
     with Session(engine) as session:
         for job, code in ((failed, "unsupported_media"), (dead, "retries_exhausted")):
-            jobs.start_attempt(session=session, job_id=job["id"])
-            jobs.fail(session=session, job_id=job["id"], code=code, message="No.")
+            job_transitions.start_attempt(session=session, job_id=job["id"])
+            job_transitions.fail(session=session, job_id=job["id"], code=code, message="No.")
     keys = {j["id"]: read(engine, j["id"]).input_key for j in (completed, failed, dead, queued)}
     assert all(key in storage.objects for key in keys.values())
 

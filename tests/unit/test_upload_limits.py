@@ -20,7 +20,8 @@ from sqlmodel import Session
 from shared import limits, services, users
 from shared.db import write_transaction
 from shared.errors import RateLimitError
-from shared.models import UploadCreate, User, utcnow
+from shared.models import User, utcnow
+from shared.schemas import UploadCreate
 from shared.storage import Storage
 from tests.fakes import FakeStorage
 from tests.unit.conftest import make_settings
