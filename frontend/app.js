@@ -3,39 +3,38 @@
 // fallback) until its MP3 can be played and downloaded. No build step, nothing external.
 //
 // Modules: api.js (the v1 API), auth.js (sign-in and tokens), signin.js (the sign-in
-// form), http.js (one JSON call), checks.js (refusals before upload), row.js (one row of
-// the list), options.js (format, loudness, trim, tags and cover), review.js (the check
-// of a file's tags before converting), format.js (words and numbers), dom.js (node
-// building), multipart.js (large files in parts, resumable). This one holds the
-// page's state and wires them together.
+// form), http.js (one JSON call), checks.js (refusals before upload), upload.js (the
+// upload queue: one PUT or in parts, cancel, resume), multipart.js (large files in parts,
+// resumable), convert.js (after an upload: the review or the job), review.js (the check
+// of a file's tags before converting), jobs.js (the list's pages and following a job),
+// row.js (one row of the list), options.js (format, loudness, trim, tags and cover),
+// prefs.js (the options form read and remembered), notify.js (notifications), drop.js
+// (drag and drop), format.js (words and numbers), dom.js (node building). This one
+// holds the page's state and wires them together.
 
-import {
-  PageError,
-  abortUpload,
-  coverDataUrl,
-  createJob,
-  createUpload,
-  followJob,
-  isTerminal,
-  listJobs,
-  probeUpload,
-  putToStorage,
-  whoAmI,
-} from "./api.js";
+import { isTerminal, whoAmI } from "./api.js";
 import * as auth from "./auth.js";
-import { DEFAULT_MAX_BYTES, declaredType, refusal } from "./checks.js";
+import { DEFAULT_MAX_BYTES, refusal } from "./checks.js";
+import { conversions } from "./convert.js";
 import { $, h } from "./dom.js";
+import { wireDragAndDrop } from "./drop.js";
 import { formatLimit } from "./format.js";
-import * as multipart from "./multipart.js";
+import { follow, jobPages } from "./jobs.js";
 import { loadNotify, showDeliveries, wireNotify } from "./notify.js";
-import { applyFormat, readOutputOptions, trimProblem } from "./options.js";
-import { buildReview } from "./review.js";
+import { applyFormat, trimProblem } from "./options.js";
+import {
+  describeQuality,
+  load,
+  readOptions,
+  rememberOptions,
+  restoreOptions,
+  save,
+} from "./prefs.js";
 import { JobRow } from "./row.js";
 import { hideSignIn, showSignIn, wireSignIn } from "./signin.js";
+import { uploadQueue } from "./upload.js";
 
-const MAX_PARALLEL_UPLOADS = 3; // files uploading at once; the others wait their turn
-const PAGE_SIZE = 20;
-const STORE = { options: "v2m.options", maxBytes: "v2m.maxUploadBytes" };
+const MAX_BYTES_KEY = "v2m.maxUploadBytes";
 
 const els = {
   starting: $('[data-role="starting"]'),
@@ -61,30 +60,11 @@ const els = {
   maxSize: $('[data-role="max-size"]'),
 };
 
-function load(key, fallback) {
-  try {
-    const raw = localStorage.getItem(key);
-    return raw === null ? fallback : JSON.parse(raw);
-  } catch {
-    return fallback;
-  }
-}
-
-function save(key, value) {
-  try {
-    localStorage.setItem(key, JSON.stringify(value));
-  } catch {
-    /* private mode or a full store: the page works without it */
-  }
-}
-
 const state = {
   // The server's limit, learned from upload responses and kept across visits.
-  maxBytes: load(STORE.maxBytes, DEFAULT_MAX_BYTES),
+  maxBytes: load(MAX_BYTES_KEY, DEFAULT_MAX_BYTES),
   rows: new Set(),
   byJobId: new Map(),
-  waiting: [], // rows waiting for an upload slot
-  uploading: 0,
   nextCursor: null,
   ownerId: null, // whose jobs the list shows
 };
@@ -130,72 +110,24 @@ function updateSummary() {
 function learnMaxBytes(value) {
   if (!Number.isFinite(value) || value <= 0) return;
   state.maxBytes = value;
-  save(STORE.maxBytes, value);
+  save(MAX_BYTES_KEY, value);
   els.maxSize.textContent = formatLimit(value);
-}
-
-// --------------------------------------------------------------------------- options
-
-function readOptions() {
-  const options = readOutputOptions(els.options);
-  const [kind, value] = els.quality.value.split(":");
-  if (!els.quality.disabled && kind === "q") options.quality = Number(value);
-  if (!els.quality.disabled && kind === "b") options.bitrate_kbps = Number(value);
-  const channels = new FormData(els.options).get("channels");
-  if (channels) options.channels = Number(channels);
-  if (!els.rate.disabled && els.rate.value) options.sample_rate_hz = Number(els.rate.value);
-  return options;
-}
-
-function describeQuality() {
-  els.qualityHint.textContent = els.quality.value.startsWith("q:")
-    ? "Variable bitrate: the best sound for its size."
-    : "Constant bitrate: a predictable size that every player handles.";
-}
-
-function restoreOptions() {
-  const saved = load(STORE.options, null);
-  if (!saved || typeof saved !== "object") return;
-  if ([...els.quality.options].some((o) => o.value === saved.quality)) {
-    els.quality.value = saved.quality;
-  }
-  const channels = saved.channels === "1" ? "1" : "";
-  const radio = els.options.querySelector(`input[name="channels"][value="${channels}"]`);
-  if (radio) radio.checked = true;
-  if ([...els.rate.options].some((o) => o.value === saved.rate)) els.rate.value = saved.rate;
-  const format = els.options.elements.format;
-  if ([...format.options].some((o) => o.value === saved.format)) format.value = saved.format;
-  const cover = els.options.elements.cover;
-  if ([...cover.options].some((o) => o.value === saved.cover)) cover.value = saved.cover;
-  els.options.elements.review.checked = saved.review === true;
-  applyFormat(els.options);
-}
-
-function rememberOptions() {
-  save(STORE.options, {
-    quality: els.quality.value,
-    channels: new FormData(els.options).get("channels") || "",
-    rate: els.rate.value,
-    format: els.options.elements.format.value,
-    cover: els.options.elements.cover.value,
-    review: els.options.elements.review.checked,
-  });
 }
 
 // --------------------------------------------------------------------------- rows
 
 const handlers = { status: onStatus, retry, dismiss: removeRow, chooseAgain };
-
-function follow(row) {
-  row.stopFollowing?.();
-  row.stopFollowing = null;
-  if (!row.job || isTerminal(row.job.status)) return;
-  row.stopFollowing = followJob(
-    row.job.id,
-    (job) => row.setJob(job),
-    (err) => row.setStatus("failed", { code: err.code, message: err.message }),
-  );
-}
+const listed = (row) => state.rows.has(row);
+const { uploaded } = conversions({
+  listed,
+  started(row, job) {
+    state.byJobId.set(job.id, row);
+    row.setJob(job);
+    follow(row);
+  },
+});
+const uploads = uploadQueue({ listed, learnMaxBytes, uploaded });
+const loadJobs = jobPages({ state, els, handlers, updateSummary });
 
 function removeRow(row) {
   row.stopFollowing?.();
@@ -216,7 +148,7 @@ function addFiles(files) {
     els.options.elements.trim_end.focus();
     return;
   }
-  const options = readOptions();
+  const options = readOptions(els);
   const review = els.options.elements.review.checked;
   // A batch goes on top of the list, in the order chosen, and uploads in that order.
   let previous = null;
@@ -232,133 +164,17 @@ function addFiles(files) {
       row.waiting = false;
       row.setStatus("failed", refused);
     } else {
-      enqueue(row);
+      uploads.enqueue(row);
     }
   }
   updateSummary();
 }
 
-function enqueue(row) {
-  row.waiting = true;
-  row.cancel = () => {
-    state.waiting = state.waiting.filter((other) => other !== row);
-    row.waiting = false;
-    row.cancel = null;
-    row.setStatus("failed", { code: "cancelled", message: "Upload cancelled." });
-  };
-  row.setStatus("queued");
-  state.waiting.push(row);
-  pump();
-}
-
-function pump() {
-  while (state.uploading < MAX_PARALLEL_UPLOADS && state.waiting.length) {
-    const row = state.waiting.shift();
-    state.uploading += 1;
-    run(row).finally(() => {
-      state.uploading -= 1;
-      pump();
-    });
-  }
-}
-
-/** One file: presign, PUT with progress, create the job, follow it. */
-async function run(row) {
-  const { file } = row;
-  row.waiting = false;
-  row.cancel = null;
-  row.setStatus("uploading");
-  // A 429 (rate_limited) is waited out by api.js; the row says why it is not moving.
-  const held = (err) => {
-    row.hold = `${err.message} The page will try again by itself.`;
-    row.render();
-  };
-  try {
-    const contentType = declaredType(file);
-    // The same file dropped again after a reload resumes its multipart upload.
-    const grant = (await multipart.resumable(file)) || (await createUpload(file, contentType, held));
-    row.hold = null;
-    if (!state.rows.has(row)) return; // the list was cleared (signed out) meanwhile
-    if (grant.max_size_bytes) learnMaxBytes(grant.max_size_bytes);
-    const onProgress = (loaded) => {
-      row.loaded = loaded;
-      row.render();
-    };
-    let upload;
-    if (grant.multipart) {
-      multipart.remember(file, grant);
-      upload = multipart.putInParts(file, grant, onProgress);
-      row.cancel = () => {
-        upload.abort();
-        multipart.forget(file);
-        abortUpload(grant.upload_id).catch(() => {}); // else the server's reaper does it
-      };
-    } else {
-      upload = putToStorage(file, grant, onProgress);
-      row.cancel = upload.abort;
-    }
-    row.render(); // shows Cancel
-    await upload.done;
-    if (grant.multipart) multipart.forget(file);
-    row.cancel = null;
-    if (!state.rows.has(row)) return;
-    if (row.review) {
-      review(row, grant.upload_id); // frees the upload slot while the user checks
-      return;
-    }
-    await convert(row, grant.upload_id, row.options, held);
-  } catch (err) {
-    const error =
-      err instanceof PageError
-        ? err
-        : new PageError("unexpected", "Something went wrong in the page. Try again.");
-    row.cancel = null;
-    row.hold = null;
-    row.setStatus("failed", { code: error.code, message: error.message });
-  }
-}
-
-/** Create the job for an uploaded file and follow it. */
-async function convert(row, uploadId, options, held = () => {}) {
-  const job = await createJob(uploadId, options, held);
-  row.hold = null;
-  if (!state.rows.has(row)) return;
-  row.options = options;
-  state.byJobId.set(job.id, row);
-  row.setJob(job);
-  follow(row);
-}
-
-/** The check before converting: the file's own tags, cover and length (review.js). */
-async function review(row, uploadId) {
-  row.setStatus("review");
-  let probe = null;
-  let problem = "";
-  try {
-    probe = await probeUpload(uploadId);
-  } catch (err) {
-    problem = `Its tags could not be read: ${err.message}`;
-  }
-  const keepsCover = (row.options.cover || "source") === "source";
-  const cover = probe?.has_cover && keepsCover ? await coverDataUrl(uploadId) : null;
-  if (!state.rows.has(row) || row.status !== "review") return;
-  const form = buildReview({
-    key: row.key,
-    filename: row.filename,
-    options: row.options,
-    probe,
-    problem,
-    cover,
-    onConvert: (options) => convert(row, uploadId, options),
-  });
-  row.showReview(form);
-}
-
 function retry(row) {
   row.stopFollowing?.();
   if (row.job) state.byJobId.delete(row.job.id);
-  row.reset(readOptions());
-  enqueue(row);
+  row.reset(readOptions(els));
+  uploads.enqueue(row);
 }
 
 /** A row from an earlier visit: the file is gone from memory, so it is chosen again. */
@@ -372,40 +188,6 @@ function chooseAgain() {
   picker.click();
 }
 
-// --------------------------------------------------------------------------- job list
-
-/** A page of GET v1/jobs, appended below what is shown; unfinished jobs are followed. */
-async function loadJobs() {
-  const owner = state.ownerId;
-  els.more.disabled = true;
-  try {
-    const page = await listJobs({ limit: PAGE_SIZE, cursor: state.nextCursor });
-    if (state.ownerId !== owner) return; // signed out (or in as someone else) meanwhile
-    for (const job of page.items) {
-      if (state.byJobId.has(job.id)) continue;
-      const row = new JobRow({ job, on: handlers });
-      state.rows.add(row);
-      state.byJobId.set(job.id, row);
-      els.list.append(row.el);
-      follow(row);
-      if (isTerminal(job.status)) showDeliveries(row, { recheck: false });
-    }
-    state.nextCursor = page.next_cursor;
-    els.notice.hidden = true;
-  } catch (err) {
-    if (state.ownerId !== owner) return;
-    els.notice.textContent = `Earlier conversions could not be loaded: ${err.message}`;
-    els.notice.hidden = false;
-  } finally {
-    if (state.ownerId === owner) {
-      els.loading.hidden = true;
-      els.more.disabled = false;
-      els.more.hidden = !state.nextCursor;
-      updateSummary();
-    }
-  }
-}
-
 // --------------------------------------------------------------------------- who is signed in
 
 /** Empty the list: stop following, cancel uploads (the jobs stay on the server). */
@@ -413,7 +195,7 @@ function resetList() {
   const rows = [...state.rows];
   state.rows.clear(); // first, so the rows' last changes are not announced
   state.byJobId.clear();
-  state.waiting = [];
+  uploads.clear();
   state.nextCursor = null;
   for (const row of rows) {
     row.stopFollowing?.();
@@ -493,43 +275,15 @@ async function start() {
 
 // --------------------------------------------------------------------------- wiring
 
-function wireDragAndDrop() {
-  // Files may be dropped anywhere on the page; the drop zone lights up while dragging.
-  let depth = 0;
-  const hasFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
-  window.addEventListener("dragenter", (event) => {
-    if (!hasFiles(event)) return;
-    depth += 1;
-    els.dropzone.classList.add("is-dragging");
-  });
-  window.addEventListener("dragleave", () => {
-    depth = Math.max(0, depth - 1);
-    if (!depth) els.dropzone.classList.remove("is-dragging");
-  });
-  window.addEventListener("dragover", (event) => {
-    if (!hasFiles(event)) return;
-    event.preventDefault(); // also when signed out: the browser would open the file
-    event.dataTransfer.dropEffect = els.app.hidden ? "none" : "copy";
-  });
-  window.addEventListener("drop", (event) => {
-    if (!event.dataTransfer?.files?.length) return;
-    event.preventDefault();
-    depth = 0;
-    els.dropzone.classList.remove("is-dragging");
-    if (els.app.hidden) return; // not signed in: nothing is sent
-    addFiles(event.dataTransfer.files);
-  });
-}
-
 function wire() {
-  restoreOptions();
+  restoreOptions(els);
   applyFormat(els.options);
-  describeQuality();
+  describeQuality(els);
   els.maxSize.textContent = formatLimit(state.maxBytes);
   els.options.addEventListener("change", () => {
     applyFormat(els.options);
-    rememberOptions();
-    describeQuality();
+    rememberOptions(els);
+    describeQuality(els);
   });
   els.options.addEventListener("submit", (event) => event.preventDefault());
 
@@ -541,7 +295,7 @@ function wire() {
     if (event.target.closest("label, input")) return;
     els.input.click();
   });
-  wireDragAndDrop();
+  wireDragAndDrop(els.dropzone, { open: () => !els.app.hidden, addFiles });
 
   els.more.addEventListener("click", loadJobs);
   els.signOut.addEventListener("click", signOut);
